@@ -1,0 +1,5 @@
+"""Entry point for ``python -m watchkeeper``."""
+
+from watchkeeper.cli import main
+
+raise SystemExit(main())

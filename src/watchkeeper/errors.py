@@ -1,0 +1,59 @@
+"""The watchkeeper error tree.
+
+Adapters (Docker engine, registry, notification channels) translate third-party exceptions into
+these classes with ``raise ... from exc`` so that the use cases never see ``docker.errors`` or
+``httpx`` types, and so that ``cli`` can map each branch to one exit code::
+
+    WatchkeeperError
+    ├── ConfigError            bad settings            -> exit 2
+    ├── EngineUnreachableError Docker engine down      -> exit 3
+    ├── EngineError            one engine call failed  -> an outcome of one container
+    │   └── PullError          a pull failed (stream error or wrong image)
+    ├── RegistryError          a registry could not be asked -> verdict "error"
+    │   └── RegistryAuthError  credentials refused or missing
+    └── NotificationError      a channel refused or could not be reached (never ends a run)
+"""
+
+from __future__ import annotations
+
+
+class WatchkeeperError(Exception):
+    """Base of every error watchkeeper raises on purpose."""
+
+
+class ConfigError(WatchkeeperError):
+    """A setting has a bad value; ``setting`` names the variable the user set."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+class EngineUnreachableError(WatchkeeperError):
+    """The Docker engine could not be reached at start."""
+
+
+class EngineError(WatchkeeperError):
+    """A Docker engine call failed for one container or image."""
+
+
+class PullError(EngineError):
+    """A pull reported an error in its progress stream or produced the wrong image."""
+
+
+class RegistryError(WatchkeeperError):
+    """A registry could not be asked for a digest (network, HTTP error, bad answer)."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused our credentials, or we had none for a private repository."""
+
+
+class NotificationError(WatchkeeperError):
+    """A notification channel failed; ``permanent`` means a retry cannot help."""
+
+    def __init__(self, channel: str, message: str, *, permanent: bool = False) -> None:
+        super().__init__(f"{channel}: {message}")
+        self.channel = channel
+        self.permanent = permanent

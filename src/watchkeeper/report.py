@@ -1,0 +1,115 @@
+"""The report of one run (CONTRACT §8), shared by the CLI, the API, notifications and logs.
+
+A run produces one ``Report`` holding one ``ContainerOutcome`` per watched container; the counts
+are derived from the outcomes so they can never disagree with them.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """What happened to one container in a run."""
+
+    FRESH = "fresh"
+    UPDATED = "updated"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    SKIPPED = "skipped"
+    AVAILABLE = "available"
+
+
+@dataclass
+class ContainerOutcome:
+    """The result for one container: its state and the images and digests involved."""
+
+    name: str
+    image: str
+    state: State
+    old_image_id: str | None = None
+    new_image_id: str | None = None
+    old_digest: str | None = None
+    new_digest: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    host: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of CONTRACT §8."""
+        return {
+            "name": self.name,
+            "image": self.image,
+            "state": str(self.state),
+            "old_image_id": self.old_image_id,
+            "new_image_id": self.new_image_id,
+            "old_digest": self.old_digest,
+            "new_digest": self.new_digest,
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Report:
+    """Everything one run did; ``finish`` stamps the end time."""
+
+    host: str = field(default_factory=socket.gethostname)
+    started_at: datetime = field(default_factory=_now)
+    finished_at: datetime | None = None
+    containers: list[ContainerOutcome] = field(default_factory=list)
+
+    def add(self, outcome: ContainerOutcome) -> None:
+        """Record one container's outcome."""
+        self.containers.append(outcome)
+
+    def finish(self) -> Report:
+        """Stamp the end of the run and return self."""
+        self.finished_at = _now()
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds between start and finish (0 while unfinished)."""
+        if self.finished_at is None:
+            return 0.0
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def counts(self) -> dict[str, int]:
+        """Containers scanned and per state, with every state present."""
+        result = {"scanned": len(self.containers)}
+        for state in State:
+            result[str(state)] = sum(1 for c in self.containers if c.state is state)
+        return result
+
+    @property
+    def has_failures(self) -> bool:
+        """True when an update failed or was rolled back: ``run --once`` then exits 1."""
+        return any(c.state in (State.FAILED, State.ROLLED_BACK) for c in self.containers)
+
+    @property
+    def has_changes(self) -> bool:
+        """True when something worth telling happened (NOTIFY_ON=changes)."""
+        return any(
+            c.state in (State.UPDATED, State.FAILED, State.ROLLED_BACK, State.AVAILABLE)
+            for c in self.containers
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of CONTRACT §8."""
+        return {
+            "host": self.host,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration_s": round(self.duration_s, 3),
+            "counts": self.counts(),
+            "containers": [c.to_dict() for c in self.containers],
+        }

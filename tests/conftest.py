@@ -1,0 +1,308 @@
+"""Shared fixtures: the real Docker engine, a real registry on loopback, test images, sinks.
+
+Everything a test creates on the shared engine carries the label ``watchkeeper-test=<run id>``
+(containers, networks, volumes) or a repository under the test's own registry port (images), and
+is removed by exactly that label/port afterwards. Nothing here skips: without an engine the
+Docker tests fail, because in CI the engine is always there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:8]
+TEST_LABEL = "watchkeeper-test"
+BUSYBOX_APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "ls", "test", "true", "false",
+                   "touch", "nc", "kill", "env", "id", "hostname", "ip", "ifconfig", "ping",
+                   "nslookup", "mkdir", "grep")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    """Block until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The real engine; fails (never skips) when it cannot be reached."""
+    client = docker.from_env(timeout=120)
+    client.ping()
+    yield client
+    _remove_test_objects(client)
+    client.close()
+
+
+def _remove_test_objects(client: docker.DockerClient) -> None:
+    flt = {"label": f"{TEST_LABEL}={RUN_ID}"}
+    for container in client.containers.list(all=True, filters=flt):
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+    for network in client.networks.list(filters=flt):
+        try:
+            network.remove()
+        except docker.errors.APIError:
+            pass
+    for volume in client.volumes.list(filters=flt):
+        try:
+            volume.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+@dataclass
+class Registry:
+    """A CNCF distribution registry (Debian's ``docker-registry``) on 127.0.0.1."""
+
+    port: int
+    root: Path
+    log_path: Path
+    config_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(self.config_path)], stdout=log, stderr=log
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request in the access log so far."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"' not in line or "HTTP/1." not in line:
+                continue
+            try:
+                request = line.split('"')[1]
+                method, path, _ = request.split(" ")
+            except ValueError:
+                continue
+            out.append((method, path))
+        return out
+
+    def clear_log(self) -> None:
+        self.log_path.write_text("")
+
+
+def write_registry_config(root: Path, port: int, htpasswd: Path | None = None) -> Path:
+    """Write a registry config that logs every request and allows deletes."""
+    auth = ""
+    if htpasswd is not None:
+        auth = f"auth:\n  htpasswd:\n    realm: watchkeeper-test\n    path: {htpasswd}\n"
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: false\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+    )
+    return config
+
+
+def start_registry(tmp: Path, htpasswd: Path | None = None) -> Registry:
+    """Start a registry on a free port under ``tmp``."""
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    reg = Registry(port, tmp, tmp / "access.log", write_registry_config(tmp, port, htpasswd))
+    reg.start()
+    return reg
+
+
+@pytest.fixture
+def registry(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Registry]:
+    """A fresh, anonymous registry for one test; its images are removed afterwards."""
+    reg = start_registry(tmp_path / "registry")
+    yield reg
+    reg.stop()
+    remove_images_of(docker_client, reg.host)
+
+
+def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
+    """Remove every local image whose tags or digests live under ``prefix``."""
+    for image in client.images.list():
+        refs = list(image.tags) + list(image.attrs.get("RepoDigests") or [])
+        if any(ref.startswith(prefix + "/") for ref in refs):
+            try:
+                client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A minimal root filesystem: static busybox and a few applets."""
+    root = tmp_path_factory.mktemp("rootfs") / "r"
+    (root / "bin").mkdir(parents=True)
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    shutil.copy(busybox, root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    for folder in ("tmp", "data", "etc", "www"):
+        (root / folder).mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return root
+
+
+@dataclass
+class ImageFactory:
+    """Builds busybox images ``FROM scratch`` and pushes them to a registry."""
+
+    client: docker.DockerClient
+    root: Path
+    built: list[str] = field(default_factory=list)
+
+    def build(self, tag: str, *lines: str, marker: str | None = None) -> str:
+        """Build ``tag`` from the busybox root plus Dockerfile ``lines``; return the image ID.
+
+        ``marker`` (default: the tag) is written into /version so every variant differs.
+        """
+        dockerfile = "FROM scratch\nCOPY r/ /\n" + "\n".join(lines) + "\n"
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            tar.add(self.root, arcname="r")
+            data = (marker or tag).encode()
+            info = tarfile.TarInfo("r/version")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            df = dockerfile.encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(df)
+            tar.addfile(info, io.BytesIO(df))
+        context.seek(0)
+        image, _ = self.client.images.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True
+        )
+        self.built.append(tag)
+        return str(image.id)
+
+    def push(self, tag: str) -> str:
+        """Push ``tag`` and return the digest the registry gave it."""
+        repo, _, version = tag.rpartition(":")
+        digest = ""
+        for line in self.client.api.push(repo, version, stream=True, decode=True):
+            if "error" in line:
+                raise RuntimeError(f"push of {tag} failed: {line['error']}")
+            aux = line.get("aux") or {}
+            digest = aux.get("Digest", digest)
+        assert digest.startswith("sha256:"), f"no digest pushed for {tag}"
+        return digest
+
+    def build_and_push(self, tag: str, *lines: str, marker: str | None = None) -> str:
+        """Build, push and pull back ``tag`` so its local image has RepoDigests; return digest."""
+        self.build(tag, *lines, marker=marker)
+        return self.push(tag)
+
+
+@pytest.fixture
+def images(docker_client: docker.DockerClient, busybox_root: Path) -> ImageFactory:
+    """Build and push test images."""
+    return ImageFactory(docker_client, busybox_root)
+
+
+@pytest.fixture
+def labels() -> dict[str, str]:
+    """The label every object a test creates must carry."""
+    return {TEST_LABEL: RUN_ID}
+
+
+@pytest.fixture
+def name_prefix() -> str:
+    """A unique prefix for container names of one test."""
+    return f"wkt-{RUN_ID}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass
+class CliResult:
+    """What a watchkeeper subprocess did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines the process wrote (stderr and stdout)."""
+        out = []
+        for line in (self.stderr + "\n" + self.stdout).splitlines():
+            line = line.strip()
+            if line.startswith("{") and '"event"' in line:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """The JSON report printed by ``--json`` on stdout."""
+        for line in self.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{") and '"counts"' in line:
+                return dict(json.loads(line))
+        raise AssertionError(f"no report on stdout: {self.stdout!r} / {self.stderr[-2000:]!r}")
+
+
+def run_watchkeeper(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> CliResult:
+    """Run ``python -m watchkeeper ARGS`` with a clean environment plus ``env``."""
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "WATCHKEEPER_LOG_FORMAT": "json",
+        "WATCHKEEPER_STATE_DIR": tempfile.mkdtemp(prefix="wk-state-"),
+    }
+    if "DOCKER_HOST" in os.environ:
+        base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    base.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", *args],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
