@@ -8,6 +8,7 @@ Docker tests fail, because in CI the engine is always there.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -30,9 +31,30 @@ import pytest
 
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "watchkeeper-test"
-BUSYBOX_APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "ls", "test", "true", "false",
-                   "touch", "nc", "kill", "env", "id", "hostname", "ip", "ifconfig", "ping",
-                   "nslookup", "mkdir", "grep")
+BUSYBOX_APPLETS = (
+    "sh",
+    "sleep",
+    "echo",
+    "cat",
+    "httpd",
+    "wget",
+    "ls",
+    "test",
+    "true",
+    "false",
+    "touch",
+    "nc",
+    "kill",
+    "env",
+    "id",
+    "hostname",
+    "ip",
+    "ifconfig",
+    "ping",
+    "nslookup",
+    "mkdir",
+    "grep",
+)
 
 
 def free_port() -> int:
@@ -66,20 +88,14 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def _remove_test_objects(client: docker.DockerClient) -> None:
     flt = {"label": f"{TEST_LABEL}={RUN_ID}"}
     for container in client.containers.list(all=True, filters=flt):
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
-        except docker.errors.APIError:
-            pass
     for network in client.networks.list(filters=flt):
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             network.remove()
-        except docker.errors.APIError:
-            pass
     for volume in client.volumes.list(filters=flt):
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             volume.remove(force=True)
-        except docker.errors.APIError:
-            pass
 
 
 @dataclass
@@ -136,7 +152,8 @@ def write_registry_config(root: Path, port: int, htpasswd: Path | None = None) -
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     return config
@@ -165,10 +182,8 @@ def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
     for image in client.images.list():
         refs = list(image.tags) + list(image.attrs.get("RepoDigests") or [])
         if any(ref.startswith(prefix + "/") for ref in refs):
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image.id, force=True)
-            except docker.errors.APIError:
-                pass
 
 
 @pytest.fixture(scope="session")
@@ -182,7 +197,9 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / "bin" / applet).symlink_to("busybox")
     for folder in ("tmp", "data", "etc", "www"):
         (root / folder).mkdir()
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"
+    )
     (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     return root
 

@@ -37,6 +37,7 @@ class ContainerOutcome:
     new_digest: str | None = None
     duration_s: float = 0.0
     error: str | None = None
+    reason: str | None = None
     host: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,6 +52,8 @@ class ContainerOutcome:
             "new_digest": self.new_digest,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
+            "reason": self.reason,
+            "host": self.host,
         }
 
 

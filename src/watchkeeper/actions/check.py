@@ -1,0 +1,177 @@
+"""The check: which containers are watched and whether the registry has moved their tag.
+
+This is the whole of ``watchkeeper check`` and the first half of every run. It asks the registry
+one HEAD per distinct image reference and compares the answer with the digests of the image each
+container *runs* (its image ID, never the tag, which may have moved locally). Nothing is pulled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from watchkeeper.containers.engine import Engine
+from watchkeeper.errors import EngineError, RegistryError
+from watchkeeper.labels import container_name, read_bool_label, read_label
+from watchkeeper.registry.digest import RegistryClient
+from watchkeeper.registry.reference import Reference, is_image_id, parse_reference
+from watchkeeper.settings import Settings
+
+log = structlog.get_logger()
+
+SELF_LABEL = "watchkeeper.self"
+
+
+class Verdict(StrEnum):
+    """What the registry says about a container's image."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    PINNED = "pinned"
+    LOCAL_ONLY = "local-only"
+    ERROR = "error"
+
+
+@dataclass
+class Watched:
+    """One watched container, its image, and the verdict of the check."""
+
+    container: dict[str, Any]
+    image: dict[str, Any] | None
+    reference: Reference | None
+    verdict: Verdict = Verdict.FRESH
+    local_digests: list[str] = field(default_factory=list)
+    remote_digest: str | None = None
+    error: str | None = None
+    skip_reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return container_name(self.container)
+
+    @property
+    def image_ref(self) -> str:
+        """The reference the user gave when creating the container."""
+        return str(self.container["Config"]["Image"])
+
+    @property
+    def image_id(self) -> str:
+        return str(self.container["Image"])
+
+    @property
+    def local_digest(self) -> str | None:
+        """The digest shown for the running image (the first of its RepoDigests)."""
+        return self.local_digests[0] if self.local_digests else None
+
+
+def select_containers(
+    containers: Iterable[dict[str, Any]], settings: Settings, names: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """Split containers into (watched, [(skipped, reason)]) by names, state, labels and scope.
+
+    Containers that are simply not asked for are left out of both lists; only containers the
+    user would expect to see handled (ours, disabled by name) are reported as skipped.
+    """
+    wanted = {n.lstrip("/") for n in names}
+    watched: list[dict[str, Any]] = []
+    skipped: list[tuple[dict[str, Any], str]] = []
+    for container in containers:
+        name = container_name(container)
+        if wanted and name not in wanted:
+            continue
+        if not _state_watched(container, settings):
+            continue
+        if not _label_selected(container, settings):
+            continue
+        if (container["Config"].get("Labels") or {}).get(SELF_LABEL) == "true":
+            skipped.append((container, "self"))
+        elif name in settings.disable_containers:
+            skipped.append((container, "disabled"))
+        else:
+            watched.append(container)
+    return watched, skipped
+
+
+def _state_watched(container: dict[str, Any], settings: Settings) -> bool:
+    status = container["State"]["Status"]
+    if status == "running":
+        return True
+    if status == "restarting":
+        return settings.include_restarting
+    return settings.include_stopped and status in ("created", "exited")
+
+
+def _label_selected(container: dict[str, Any], settings: Settings) -> bool:
+    enable = read_bool_label(container, "enable")
+    if enable is False or (settings.label_enable and enable is not True):
+        return False
+    scope = read_label(container, "scope")
+    if settings.scope == "none":
+        return not scope
+    return settings.scope is None or scope == settings.scope
+
+
+def classify_local(container: dict[str, Any], engine: Engine) -> Watched:
+    """Build a Watched with the verdicts that need no registry: pinned and local-only."""
+    image = engine.inspect_image(container["Image"])
+    ref_text = str(container["Config"]["Image"])
+    watched = Watched(container=container, image=image, reference=None)
+    digests = [d.split("@", 1)[1] for d in (image or {}).get("RepoDigests") or [] if "@" in d]
+    watched.local_digests = digests
+    if is_image_id(ref_text) or container["Image"].removeprefix("sha256:").startswith(
+        ref_text.removeprefix("sha256:")
+    ):
+        watched.verdict, watched.skip_reason = Verdict.PINNED, "created from an image ID"
+        return watched
+    try:
+        watched.reference = parse_reference(ref_text)
+    except ValueError as exc:
+        watched.verdict, watched.error = Verdict.ERROR, str(exc)
+        return watched
+    if watched.reference.is_pinned:
+        watched.verdict, watched.skip_reason = Verdict.PINNED, "pinned to a digest"
+    elif not digests:
+        watched.verdict, watched.skip_reason = Verdict.LOCAL_ONLY, "image has no registry digest"
+    return watched
+
+
+def check_containers(
+    engine: Engine, registry: RegistryClient, containers: Sequence[dict[str, Any]]
+) -> list[Watched]:
+    """Ask the registry about every watched container's tag; one HEAD per distinct reference."""
+    watched = []
+    for container in containers:
+        try:
+            watched.append(classify_local(container, engine))
+        except EngineError as exc:
+            watched.append(Watched(container, None, None, Verdict.ERROR, error=str(exc)))
+    to_ask = [w.reference for w in watched if w.verdict is Verdict.FRESH and w.reference]
+    answers = registry.fetch_digests(to_ask)
+    for item in watched:
+        if item.verdict is Verdict.FRESH and item.reference is not None:
+            apply_answer(item, answers.get(item.reference))
+    return watched
+
+
+def apply_answer(item: Watched, answer: str | RegistryError | None) -> None:
+    """Set the verdict from the registry's answer and log ``image.checked``/``image.stale``."""
+    if isinstance(answer, str):
+        item.remote_digest = answer
+        item.verdict = Verdict.FRESH if answer in item.local_digests else Verdict.STALE
+    else:
+        item.verdict = Verdict.ERROR
+        item.error = str(answer) if answer is not None else "no answer from the registry"
+    event = "image.stale" if item.verdict is Verdict.STALE else "image.checked"
+    log.info(
+        event,
+        container=item.name,
+        image=item.image_ref,
+        verdict=str(item.verdict),
+        local_digest=item.local_digest,
+        remote_digest=item.remote_digest,
+        error=item.error,
+    )

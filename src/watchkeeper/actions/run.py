@@ -1,0 +1,100 @@
+"""One run: select, check, update, clean up, and return the Report (CONTRACT §8).
+
+The run is the unit the scheduler, the API and ``run --once`` all trigger; it logs
+``run.started`` and exactly one ``run.finished`` with the counts.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from watchkeeper.actions.check import Verdict, Watched, check_containers, select_containers
+from watchkeeper.actions.update import UpdateContext, outcome_without_update, update_stale
+from watchkeeper.containers.engine import Engine
+from watchkeeper.errors import EngineError
+from watchkeeper.labels import container_name
+from watchkeeper.registry.auth import CredentialStore
+from watchkeeper.registry.digest import RegistryClient
+from watchkeeper.report import ContainerOutcome, Report, State
+from watchkeeper.settings import Settings
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Services:
+    """The long-lived adapters a run uses, built once by the CLI."""
+
+    settings: Settings
+    engines: list[Engine]
+    registry: RegistryClient
+    credentials: CredentialStore
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def check_engine(
+    services: Services, engine: Engine, names: Sequence[str]
+) -> tuple[list[Watched], list[ContainerOutcome], list[dict[str, Any]]]:
+    """List and check one engine's containers: (watched, skipped outcomes, all snapshots)."""
+    snapshots = engine.list_containers(all=True)
+    selected, skipped = select_containers(snapshots, services.settings, names)
+    outcomes = []
+    for container, reason in skipped:
+        log.info("container.skipped", container=container_name(container), reason=reason)
+        outcomes.append(
+            ContainerOutcome(
+                name=container_name(container),
+                image=str(container["Config"]["Image"]),
+                state=State.SKIPPED,
+                reason=reason,
+                host=engine.host_label,
+            )
+        )
+    watched = check_containers(engine, services.registry, selected)
+    return watched, outcomes, snapshots
+
+
+def run_once(services: Services, names: Sequence[str] = (), trigger: str = "schedule") -> Report:
+    """Do one full run over every engine and return its report; never raises for one container."""
+    run_id = uuid.uuid4().hex[:12]
+    report = Report(host=services.settings.host_name)
+    with structlog.contextvars.bound_contextvars(run_id=run_id):
+        log.info("run.started", trigger=trigger, names=list(names) or None)
+        for engine in services.engines:
+            for outcome in run_engine(services, engine, names):
+                outcome.host = engine.host_label
+                report.add(outcome)
+        report.finish()
+        log.info(
+            "run.finished",
+            trigger=trigger,
+            duration_s=round(report.duration_s, 3),
+            **report.counts(),
+        )
+    return report
+
+
+def run_engine(services: Services, engine: Engine, names: Sequence[str]) -> list[ContainerOutcome]:
+    """Check and update the containers of one engine."""
+    try:
+        watched, outcomes, snapshots = check_engine(services, engine, names)
+    except EngineError as exc:
+        log.error("engine.failed", engine=engine.host_label, error=str(exc))
+        return []
+    stale = [w for w in watched if w.verdict is Verdict.STALE]
+    outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]
+    ctx = UpdateContext(
+        engine=engine,
+        credentials=services.credentials,
+        settings=services.settings,
+        stop=services.stop,
+        snapshots=snapshots,
+    )
+    outcomes += update_stale(ctx, stale)
+    return outcomes

@@ -1,0 +1,119 @@
+"""The command line: argv and environment -> Settings -> a command; the only place that exits.
+
+Exit codes (CONTRACT §2): 0 good; 1 an update failed or was rolled back (``run --once``), a
+registry could not be asked (``check``), a channel failed (``notify``); 2 bad configuration;
+3 the Docker engine cannot be reached. For 2 and 3 nothing has been touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from watchkeeper import __version__
+from watchkeeper.errors import ConfigError, EngineUnreachableError
+from watchkeeper.logs import configure_logging
+from watchkeeper.settings import Settings, load_settings
+
+log = structlog.get_logger()
+
+COMMANDS = ("run", "check", "notify", "healthcheck")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser: one sub-command each, every setting as ``--<name>`` on each of them."""
+    settings_flags = argparse.ArgumentParser(add_help=False)
+    group = settings_flags.add_argument_group("settings (also WATCHKEEPER_<NAME>; the flag wins)")
+    for name, info in Settings.model_fields.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest="setting_" + name,
+            metavar="VALUE",
+            nargs="?",
+            const="true" if info.annotation is bool else None,
+            help=info.description,
+        )
+    parser = argparse.ArgumentParser(
+        prog="watchkeeper", description="Keeps Docker containers up to date with their images."
+    )
+    parser.add_argument("--version", action="version", version=f"watchkeeper {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", parents=[settings_flags], help="the daemon, or one run")
+    run.add_argument("--once", action="store_true", help="one full run, then exit")
+    run.add_argument("--json", action="store_true", help="print the run's report on stdout")
+    run.add_argument("names", nargs="*", metavar="NAME", help="only these containers")
+    check = sub.add_parser("check", parents=[settings_flags], help="dry run: what would change")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("names", nargs="*", metavar="NAME")
+    notify = sub.add_parser("notify", parents=[settings_flags], help="send one message")
+    notify.add_argument("--subject", required=True)
+    body = notify.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body")
+    body.add_argument("--body-file")
+    sub.add_parser("healthcheck", parents=[settings_flags], help="is the daemon alive?")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse argv; no sub-command means ``run``."""
+    args = list(argv)
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version")):
+        args.insert(0, "run")
+    return build_parser().parse_args(args)
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (field name -> raw value)."""
+    prefix = "setting_"
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``watchkeeper`` console script; returns the exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(flags_of(args))
+    except ConfigError as exc:
+        print(f"watchkeeper: configuration error: {exc}", file=sys.stderr)
+        return 2
+    quiet_stdout = getattr(args, "json", False)
+    configure_logging(
+        settings.log_format,
+        settings.log_level,
+        settings.secrets(),
+        stream=sys.stderr if quiet_stdout else sys.stdout,
+    )
+    try:
+        return dispatch_command(args, settings)
+    except ConfigError as exc:
+        print(f"watchkeeper: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except EngineUnreachableError as exc:
+        log.error("engine.unreachable", error=str(exc))
+        print(f"watchkeeper: cannot reach the Docker engine: {exc}", file=sys.stderr)
+        return 3
+
+
+def dispatch_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen command; returns its exit code."""
+    from watchkeeper import commands
+
+    if args.command == "check":
+        return commands.check(settings, args.names, as_json=args.json)
+    if args.command == "notify":
+        return commands.notify(settings, args.subject, args.body, args.body_file)
+    if args.command == "healthcheck":
+        return commands.healthcheck(settings)
+    if args.once:
+        return commands.run_once_command(settings, args.names, as_json=args.json)
+    return commands.daemon(settings, args.names)
+
+
+def print_json(data: Any) -> None:
+    """Print one JSON document on stdout."""
+    print(json.dumps(data, default=str))

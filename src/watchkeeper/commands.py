@@ -1,0 +1,107 @@
+"""The sub-commands behind ``cli``: run (daemon or once), check, notify, healthcheck.
+
+Each returns its exit code; ``cli`` maps the errors that escape (configuration, unreachable
+engine) to 2 and 3.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from watchkeeper.actions.check import Watched, check_containers, select_containers
+from watchkeeper.daemon import (
+    HEARTBEAT_EVERY_S,
+    Runner,
+    build_notifiers,
+    build_services,
+    heartbeat_age,
+    serve,
+)
+from watchkeeper.errors import ConfigError
+from watchkeeper.notify.base import dispatch
+from watchkeeper.notify.render import render_plain
+from watchkeeper.settings import Settings
+
+log = structlog.get_logger()
+
+
+def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
+    """One full run; exit 1 when an update failed or was rolled back."""
+    runner = Runner(build_services(settings), names)
+    report = runner.perform_run("once")
+    if as_json:
+        print(json.dumps(report.to_dict()))
+    return 1 if report.has_failures else 0
+
+
+def daemon(settings: Settings, names: Sequence[str]) -> int:
+    """The long-running daemon; 0 after a clean stop."""
+    runner = Runner(build_services(settings), names)
+    return serve(runner)
+
+
+def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
+    """Dry run: print every watched container's verdict; exit 1 when a registry failed."""
+    services = build_services(settings)
+    rows: list[Watched] = []
+    for engine in services.engines:
+        selected, _ = select_containers(engine.list_containers(all=True), settings, names)
+        rows += check_containers(engine, services.registry, selected)
+    if as_json:
+        print(json.dumps([check_row(w) for w in rows]))
+    else:
+        print(format_table([check_row(w) for w in rows]))
+    return 1 if any(w.verdict == "error" for w in rows) else 0
+
+
+def check_row(item: Watched) -> dict[str, str | None]:
+    """One line of ``check`` output."""
+    return {
+        "container": item.name,
+        "image": item.image_ref,
+        "local_digest": item.local_digest,
+        "remote_digest": item.remote_digest,
+        "verdict": str(item.verdict),
+        "error": item.error or item.skip_reason,
+    }
+
+
+def format_table(rows: list[dict[str, str | None]]) -> str:
+    """A plain aligned table; digests shortened so a line fits a terminal."""
+    headers = ["container", "image", "local_digest", "remote_digest", "verdict", "error"]
+    cells = [[_short(row[h]) for h in headers] for row in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "-"
+    if value.startswith("sha256:"):
+        return value[:19]
+    return value
+
+
+def notify(settings: Settings, subject: str, body: str | None, body_file: str | None) -> int:
+    """Send one ad-hoc message through every configured channel; exit 1 if one failed."""
+    if body_file is not None:
+        try:
+            body = Path(body_file).read_text()
+        except OSError as exc:
+            raise ConfigError("--body-file", f"cannot read {body_file!r}: {exc.strerror}") from exc
+    notifiers = build_notifiers(settings)
+    if not notifiers:
+        raise ConfigError("WATCHKEEPER_SENDGRID_API_KEY", "no notification channel is configured")
+    return 0 if dispatch(notifiers, render_plain(subject, body or "")) else 1
+
+
+def healthcheck(settings: Settings) -> int:
+    """0 when the daemon in this container wrote its heartbeat recently."""
+    age = heartbeat_age(settings.state_dir)
+    return 0 if age is not None and age < 3 * HEARTBEAT_EVERY_S else 1

@@ -1,0 +1,414 @@
+"""Settings: one pydantic-settings model read from the environment and the command line.
+
+Every setting is ``WATCHKEEPER_<NAME>`` and ``--<name-with-dashes>`` (the flag wins); where
+Watchtower had the same setting its variable is accepted as an alias (ours wins when both are set);
+every secret also accepts ``<VAR>_FILE``, a path whose content is the value (compose secrets).
+
+A custom settings source resolves those names and remembers which variable gave each value, so
+that a validation error names the variable the user actually set (CONTRACT §2: exit 2 naming the
+setting). The README's settings table is generated from this module's field metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watchkeeper.errors import ConfigError
+
+PREFIX = "WATCHKEEPER_"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> object:
+    """Turn ``300``, ``30s``, ``5m``, ``1h30m`` or ``1d`` into seconds; other types pass through.
+
+    Raises ValueError for text that is not a duration, so pydantic reports it on the field.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration (use seconds, or 30s, 5m, 2h, 1d)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def split_list(value: object) -> object:
+    """Split a comma (or whitespace) separated string into a list of non-empty items."""
+    if isinstance(value, str):
+        return [item for item in re.split(r"[,\s]+", value) if item]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+OptionalDuration = Annotated[float | None, BeforeValidator(parse_duration)]
+CommaList = Annotated[list[str], BeforeValidator(split_list)]
+
+
+def _meta(
+    description: str, *aliases: str, secret: bool = False, unprefixed: bool = False
+) -> dict[str, Any]:
+    """Field metadata read by the env source and the README table generator."""
+    return {
+        "json_schema_extra": {"aliases": list(aliases), "secret": secret, "unprefixed": unprefixed},
+        "description": description,
+    }
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/watchkeeper``, else ``~/.local/state/watchkeeper``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "watchkeeper"
+
+
+class Settings(BaseSettings):
+    """Everything a user can set (CONTRACT §3)."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    poll_interval: Duration = Field(
+        300.0, gt=0, **_meta("time between runs", "WATCHTOWER_POLL_INTERVAL")
+    )
+    schedule: str | None = Field(
+        None,
+        **_meta(
+            "cron instead of the interval (5 fields, or 6 with seconds)", "WATCHTOWER_SCHEDULE"
+        ),
+    )
+    run_on_start: bool = Field(True, **_meta("first run right at start"))
+    docker_hosts: CommaList = Field(
+        default_factory=list,
+        **_meta(
+            "comma list of engines to watch (default: DOCKER_HOST or the local socket)",
+            "DOCKER_HOST",
+        ),
+    )
+    cleanup: bool = Field(
+        True, **_meta("remove the old image once no container uses it", "WATCHTOWER_CLEANUP")
+    )
+    monitor_only: bool = Field(
+        False, **_meta("check and notify, never pull or recreate", "WATCHTOWER_MONITOR_ONLY")
+    )
+    no_pull: bool = Field(False, **_meta("compare with the local tag only", "WATCHTOWER_NO_PULL"))
+    label_enable: bool = Field(
+        False,
+        **_meta(
+            "watch only containers labelled watchkeeper.enable=true", "WATCHTOWER_LABEL_ENABLE"
+        ),
+    )
+    disable_containers: CommaList = Field(
+        default_factory=list, **_meta("names never touched", "WATCHTOWER_DISABLE_CONTAINERS")
+    )
+    scope: str | None = Field(
+        None, **_meta("watch only containers whose scope label equals this", "WATCHTOWER_SCOPE")
+    )
+    include_stopped: bool = Field(
+        False, **_meta("also watch stopped containers", "WATCHTOWER_INCLUDE_STOPPED")
+    )
+    revive_stopped: bool = Field(
+        False, **_meta("start stopped containers after updating them", "WATCHTOWER_REVIVE_STOPPED")
+    )
+    include_restarting: bool = Field(
+        False, **_meta("also watch restarting containers", "WATCHTOWER_INCLUDE_RESTARTING")
+    )
+    stop_timeout: OptionalDuration = Field(
+        None,
+        ge=0,
+        **_meta(
+            "grace period before a stop is forced (default: the container's own, else 10s)",
+            "WATCHTOWER_TIMEOUT",
+        ),
+    )
+    rolling_restart: bool = Field(
+        False, **_meta("update one container at a time", "WATCHTOWER_ROLLING_RESTART")
+    )
+    rollback: bool = Field(True, **_meta("restore the old container when the new one fails"))
+    health_timeout: OptionalDuration = Field(
+        None, gt=0, **_meta("how long a new container has to become healthy")
+    )
+    stability_window: Duration = Field(
+        10.0, ge=0, **_meta("a container without healthcheck must stay running this long")
+    )
+    lifecycle_hooks: bool = Field(
+        False, **_meta("run the lifecycle labels' commands", "WATCHTOWER_LIFECYCLE_HOOKS")
+    )
+    http_api_token: SecretStr | None = Field(
+        None,
+        **_meta(
+            "bearer token; the API is off without it", "WATCHTOWER_HTTP_API_TOKEN", secret=True
+        ),
+    )
+    http_api_listen: str = Field("0.0.0.0:8080", **_meta("address of the HTTP API"))
+    http_api_update: bool = Field(
+        True, **_meta("false turns /v1/update off", "WATCHTOWER_HTTP_API_UPDATE")
+    )
+    http_api_metrics: bool = Field(
+        True, **_meta("false turns /v1/metrics off", "WATCHTOWER_HTTP_API_METRICS")
+    )
+    state_dir: Path = Field(
+        default_factory=default_state_dir, **_meta("small state: failed and notified digests")
+    )
+    sendgrid_api_key: SecretStr | None = Field(
+        None,
+        **_meta("enables e-mail through SendGrid", "SENDGRID_API_KEY", secret=True),
+    )
+    sendgrid_api_host: str = Field(
+        "https://api.sendgrid.com",
+        **_meta("SendGrid API host, e.g. https://api.eu.sendgrid.com"),
+    )
+    email_from: str | None = Field(
+        None,
+        **_meta("sender address (verified in SendGrid)", "WATCHTOWER_NOTIFICATION_EMAIL_FROM"),
+    )
+    email_to: CommaList = Field(
+        default_factory=list,
+        **_meta("comma list of recipients", "WATCHTOWER_NOTIFICATION_EMAIL_TO"),
+    )
+    notify_on: Literal["changes", "failures", "always", "never"] = Field(
+        "changes", **_meta("when to send the run summary: changes, failures, always, never")
+    )
+    notification_title_tag: str | None = Field(
+        None, **_meta("prefix of every subject", "WATCHTOWER_NOTIFICATION_TITLE_TAG")
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        **_meta(
+            "auto (JSON when stdout is not a terminal), json, console", "WATCHTOWER_LOG_FORMAT"
+        ),
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", **_meta("debug, info, warning, error", "WATCHTOWER_LOG_LEVEL")
+    )
+    registry_concurrency: int = Field(8, ge=1, le=64, **_meta("parallel registry checks"))
+    repo_user: str | None = Field(None, **_meta("registry user for every registry", "REPO_USER"))
+    repo_pass: SecretStr | None = Field(
+        None, **_meta("registry password for every registry", "REPO_PASS", secret=True)
+    )
+
+    @field_validator("log_format", "log_level", "notify_on", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        """Accept ``JSON`` or ``Info`` as well as the lower-case spelling."""
+        return value.lower().strip() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _watchtower_log_format(cls, value: object) -> object:
+        """Watchtower's ``Auto``/``LogFmt``/``Pretty``/``JSON`` map onto ours."""
+        mapping = {"logfmt": "console", "pretty": "console"}
+        return mapping.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _watchtower_log_level(cls, value: object) -> object:
+        """Watchtower's ``warn``/``trace``/``fatal``/``panic`` map onto ours."""
+        mapping = {"warn": "warning", "trace": "debug", "fatal": "error", "panic": "error"}
+        return mapping.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("schedule", mode="after")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        """Reject a malformed cron expression at start, not at the first run."""
+        if value is not None:
+            cron_trigger(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """CLI flags (init kwargs) first, then our own environment source."""
+        return (init_settings, EnvSource(settings_cls))
+
+    @property
+    def host_name(self) -> str:
+        """The name of this machine, shown in reports and subjects."""
+        return socket.gethostname()
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, for the log redaction processor."""
+        values = [self.http_api_token, self.sendgrid_api_key, self.repo_pass]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def cron_trigger(expression: str, timezone: str | None = None) -> Any:
+    """Build an APScheduler CronTrigger from 5 fields, or 6 with seconds first (Watchtower).
+
+    Raises ValueError for anything else.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) == 5:
+        minute, hour, day, month, dow = fields
+        second = "0"
+    elif len(fields) == 6:
+        second, minute, hour, day, month, dow = fields
+    else:
+        raise ValueError(
+            f"{expression!r} has {len(fields)} fields; cron needs 5 (or 6 with seconds)"
+        )
+    return CronTrigger(
+        second=second,
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_cron_dow(dow),
+        timezone=timezone or os.environ.get("TZ") or "UTC",
+    )
+
+
+def _cron_dow(field: str) -> str:
+    """Cron counts Sunday as 0 (and 7); APScheduler counts Monday as 0: translate numbers."""
+    names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+    def swap(match: re.Match[str]) -> str:
+        return names[int(match.group(0))]
+
+    if field in ("*", "?"):
+        return "*"
+    return re.sub(r"(?<![/\d])[0-7](?!\d)", swap, field)
+
+
+def env_names(name: str, info: FieldInfo) -> list[str]:
+    """Every variable that can set field ``name``, in precedence order."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    aliases = [str(a) for a in extra.get("aliases", [])]  # type: ignore[union-attr]
+    return [PREFIX + name.upper(), *aliases]
+
+
+def is_secret(info: FieldInfo) -> bool:
+    """True for fields whose value must never be shown."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return bool(extra.get("secret", False))
+
+
+class EnvSource(PydanticBaseSettingsSource):
+    """Reads ``WATCHKEEPER_*``, Watchtower aliases and ``*_FILE`` secrets; records provenance."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
+        super().__init__(settings_cls)
+        self.environ = os.environ if environ is None else environ
+        self.origin: dict[str, str] = {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Return (value, variable name, is_complex) for one field; value None when unset."""
+        for var in env_names(field_name, field):
+            value = self._read(var, secret=is_secret(field) or var.endswith("_TOKEN"))
+            if value is not None:
+                return value, var, False
+        return None, "", False
+
+    def _read(self, var: str, *, secret: bool) -> str | None:
+        """The value of ``var``, or of ``var_FILE`` for secrets; a secret may be a file path.
+
+        Raises ConfigError when a named secret file cannot be read.
+        """
+        value = self.environ.get(var)
+        if secret and not value and self.environ.get(var + "_FILE"):
+            return _read_secret_file(var + "_FILE", self.environ[var + "_FILE"])
+        if secret and value and var.startswith("WATCHTOWER_") and os.path.isfile(value):
+            # Watchtower accepted a file path as the value of a secret.
+            return _read_secret_file(var, value)
+        return value if value not in (None, "") else None
+
+    def __call__(self) -> dict[str, Any]:
+        """Collect every set field, remembering which variable set it."""
+        data: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            value, var, _ = self.get_field_value(info, name)
+            if value is not None:
+                data[name] = value
+                self.origin[name] = var
+        return data
+
+
+def _read_secret_file(var: str, path: str) -> str:
+    """Read a secret from a file, stripping the trailing newline; ConfigError if unreadable."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(var, f"cannot read the secret file {path!r}: {exc.strerror}") from exc
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings from CLI flags (field name -> value) and the environment.
+
+    Raises ConfigError naming the flag or variable the user set when a value is bad or when
+    settings contradict each other.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    source = EnvSource(Settings, environ)
+    env_values = source()
+    origin = {**source.origin, **{k: "--" + k.replace("_", "-") for k in flags}}
+    try:
+        settings = Settings.model_validate({**env_values, **flags})
+    except ValidationError as exc:
+        raise _config_error(exc, origin) from None
+    check_consistency(settings, origin)
+    return settings
+
+
+def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigError:
+    """Translate the first pydantic error into a ConfigError naming the user's variable."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    where = origin.get(field, PREFIX + field.upper())
+    given = error.get("input")
+    shown = "(hidden)" if field in _secret_fields() else repr(given)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return ConfigError(where, f"{message} (got {shown})")
+
+
+def _secret_fields() -> set[str]:
+    return {name for name, info in Settings.model_fields.items() if is_secret(info)}
+
+
+def check_consistency(settings: Settings, origin: Mapping[str, str]) -> None:
+    """Cross-field rules; raises ConfigError naming the variable to fix."""
+    if settings.schedule and "poll_interval" in origin:
+        raise ConfigError(
+            origin["schedule"],
+            f"set either {origin['schedule']} or {origin['poll_interval']}, not both",
+        )
+    if settings.sendgrid_api_key is not None:
+        key_var = origin.get("sendgrid_api_key", "WATCHKEEPER_SENDGRID_API_KEY")
+        if not settings.email_to:
+            raise ConfigError(
+                "WATCHKEEPER_EMAIL_TO",
+                f"{key_var} is set but no recipient: set WATCHKEEPER_EMAIL_TO",
+            )
+        if not settings.email_from:
+            raise ConfigError(
+                "WATCHKEEPER_EMAIL_FROM",
+                f"{key_var} is set but no sender: set WATCHKEEPER_EMAIL_FROM",
+            )
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", settings.sendgrid_api_host):
+        raise ConfigError(
+            origin.get("sendgrid_api_host", "WATCHKEEPER_SENDGRID_API_HOST"),
+            f"{settings.sendgrid_api_host!r} is not an http(s) URL of a host",
+        )
+    for addr in [*settings.email_to, *([settings.email_from] if settings.email_from else [])]:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", addr):
+            var = "email_from" if addr == settings.email_from else "email_to"
+            raise ConfigError(origin.get(var, PREFIX + var.upper()), f"{addr!r} is not an e-mail")

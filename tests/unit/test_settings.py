@@ -1,0 +1,177 @@
+"""Settings: names, Watchtower aliases, durations, secrets from files, errors naming variables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watchkeeper.errors import ConfigError
+from watchkeeper.settings import cron_trigger, load_settings, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("300", 300.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        ("1h30m", 5400.0),
+        ("1.5s", 1.5),
+        ("500ms", 0.5),
+    ],
+)
+def test_parse_duration_valid_text_gives_seconds(text: str, seconds: float) -> None:
+    """Durations accept seconds and unit suffixes, as the contract lists."""
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["abc", "5x", "m5", "", "5 m"])
+def test_parse_duration_garbage_raises(text: str) -> None:
+    """Text that is not a duration is refused."""
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_load_settings_defaults_match_contract() -> None:
+    """With an empty environment the defaults of CONTRACT §3 apply."""
+    settings = load_settings(environ={})
+    assert settings.poll_interval == 300.0
+    assert settings.cleanup is True
+    assert settings.run_on_start is True
+    assert settings.notify_on == "changes"
+    assert settings.registry_concurrency == 8
+    assert settings.stop_timeout is None
+    assert settings.sendgrid_api_host == "https://api.sendgrid.com"
+
+
+def test_load_settings_watchtower_alias_sets_value() -> None:
+    """Watchtower's variable names set the same settings."""
+    settings = load_settings(
+        environ={
+            "WATCHTOWER_POLL_INTERVAL": "60",
+            "WATCHTOWER_CLEANUP": "false",
+            "WATCHTOWER_NOTIFICATION_EMAIL_TO": "a@example.com,b@example.com",
+        }
+    )
+    assert settings.poll_interval == 60.0
+    assert settings.cleanup is False
+    assert settings.email_to == ["a@example.com", "b@example.com"]
+
+
+def test_load_settings_own_name_wins_over_alias() -> None:
+    """When both are set, watchkeeper's own name wins."""
+    settings = load_settings(
+        environ={"WATCHTOWER_POLL_INTERVAL": "60", "WATCHKEEPER_POLL_INTERVAL": "2m"}
+    )
+    assert settings.poll_interval == 120.0
+
+
+def test_load_settings_flag_wins_over_environment() -> None:
+    """A command-line flag wins over the environment."""
+    settings = load_settings({"poll_interval": "10s"}, environ={"WATCHKEEPER_POLL_INTERVAL": "1h"})
+    assert settings.poll_interval == 10.0
+
+
+def test_load_settings_bad_duration_names_variable() -> None:
+    """POLL_INTERVAL=abc is refused with the variable the user set in the message."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WATCHKEEPER_POLL_INTERVAL": "abc"})
+    assert info.value.setting == "WATCHKEEPER_POLL_INTERVAL"
+    assert "abc" in str(info.value)
+
+
+def test_load_settings_bad_alias_value_names_alias() -> None:
+    """An error in a Watchtower variable names that variable, not ours."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WATCHTOWER_CLEANUP": "maybe"})
+    assert info.value.setting == "WATCHTOWER_CLEANUP"
+
+
+def test_load_settings_sendgrid_without_recipient_names_email_to() -> None:
+    """A SendGrid key without EMAIL_TO is a configuration error naming EMAIL_TO."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"SENDGRID_API_KEY": "SG.secret", "WATCHKEEPER_EMAIL_FROM": "a@b.io"})
+    assert "EMAIL_TO" in info.value.setting
+    assert "SG.secret" not in str(info.value)
+
+
+def test_load_settings_secret_file_is_read(tmp_path: Path) -> None:
+    """`<NAME>_FILE` gives a secret's value from a file (compose secrets)."""
+    key = tmp_path / "key"
+    key.write_text("SG.from-file\n")
+    settings = load_settings(
+        environ={
+            "WATCHKEEPER_SENDGRID_API_KEY_FILE": str(key),
+            "WATCHKEEPER_EMAIL_TO": "ops@example.com",
+            "WATCHKEEPER_EMAIL_FROM": "wk@example.com",
+        }
+    )
+    assert settings.sendgrid_api_key is not None
+    assert settings.sendgrid_api_key.get_secret_value() == "SG.from-file"
+
+
+def test_load_settings_missing_secret_file_names_variable(tmp_path: Path) -> None:
+    """An unreadable secret file is an error naming the _FILE variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WATCHKEEPER_HTTP_API_TOKEN_FILE": str(tmp_path / "nope")})
+    assert info.value.setting == "WATCHKEEPER_HTTP_API_TOKEN_FILE"
+
+
+def test_load_settings_watchtower_secret_as_path_is_read(tmp_path: Path) -> None:
+    """Watchtower accepted a file path as a secret's value; so do we for its names."""
+    token = tmp_path / "token"
+    token.write_text("t0ken-value")
+    settings = load_settings(environ={"WATCHTOWER_HTTP_API_TOKEN": str(token)})
+    assert settings.http_api_token is not None
+    assert settings.http_api_token.get_secret_value() == "t0ken-value"
+
+
+def test_load_settings_schedule_and_interval_both_set_is_error() -> None:
+    """SCHEDULE and POLL_INTERVAL together are refused, naming both."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            environ={"WATCHKEEPER_SCHEDULE": "*/5 * * * *", "WATCHKEEPER_POLL_INTERVAL": "5m"}
+        )
+    assert "SCHEDULE" in str(info.value)
+    assert "POLL_INTERVAL" in str(info.value)
+
+
+def test_load_settings_malformed_cron_names_schedule() -> None:
+    """A malformed cron expression is refused at start, naming SCHEDULE."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WATCHTOWER_SCHEDULE": "every five minutes"})
+    assert info.value.setting == "WATCHTOWER_SCHEDULE"
+
+
+def test_load_settings_unknown_choice_names_variable() -> None:
+    """An unknown NOTIFY_ON value is refused, naming the variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WATCHKEEPER_NOTIFY_ON": "sometimes"})
+    assert info.value.setting == "WATCHKEEPER_NOTIFY_ON"
+
+
+def test_cron_trigger_five_and_six_fields_fire_alike() -> None:
+    """`*/5 * * * *` and Watchtower's `0 */5 * * * *` give the same next fire times."""
+    now = datetime(2026, 1, 1, 12, 2, 30, tzinfo=UTC)
+    five, six = cron_trigger("*/5 * * * *", "UTC"), cron_trigger("0 */5 * * * *", "UTC")
+    times5, times6 = [], []
+    prev5 = prev6 = None
+    for _ in range(3):
+        prev5 = five.get_next_fire_time(prev5, prev5 or now)
+        prev6 = six.get_next_fire_time(prev6, prev6 or now)
+        times5.append(prev5)
+        times6.append(prev6)
+        prev5, prev6 = prev5 + timedelta(seconds=1), prev6 + timedelta(seconds=1)
+    assert times5 == times6
+    assert times5[0] == datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+
+
+def test_cron_trigger_sunday_zero_means_sunday() -> None:
+    """Cron's day-of-week 0 is Sunday (APScheduler's 0 is Monday)."""
+    monday = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+    fire = cron_trigger("0 3 * * 0", "UTC").get_next_fire_time(None, monday)
+    assert fire.weekday() == 6
