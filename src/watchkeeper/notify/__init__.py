@@ -1,0 +1,35 @@
+"""Notifications: render a run's report into a message and deliver it through the channels.
+
+``render`` builds the ``Message`` (subject, text, HTML) from a ``Report``; each channel module
+(``sendgrid``, later SMTP and Apprise) implements the ``Notifier`` protocol of ``base``; and
+``dispatch`` sends through all of them with retries, logging ``notification.sent`` or
+``notification.failed`` and never raising, so that a notification cannot break a run.
+
+Looking to add a channel? Write a class with a ``name`` and a ``send(message)`` that raises
+``NotificationError(permanent=True)`` when a retry cannot help and ``TransientNotificationError``
+when it can; translate the library's errors inside ``send``; never put a secret in a message.
+"""
+
+from watchkeeper.notify.base import (
+    Message,
+    Notifier,
+    TransientNotificationError,
+    dispatch,
+    send_with_retry,
+    should_notify,
+)
+from watchkeeper.notify.render import check_templates, render_plain, render_report
+from watchkeeper.notify.sendgrid import SendGridNotifier
+
+__all__ = [
+    "Message",
+    "Notifier",
+    "SendGridNotifier",
+    "TransientNotificationError",
+    "check_templates",
+    "dispatch",
+    "render_plain",
+    "render_report",
+    "send_with_retry",
+    "should_notify",
+]

@@ -1,0 +1,200 @@
+"""Turns a run's ``Report`` into a ``Message``: the subject line and the HTML and text bodies.
+
+The bodies come from Jinja2 templates, ``report.html.j2`` and ``report.txt.j2``: the built-in ones
+in ``notify/templates``, or the user's own (``NOTIFICATION_TEMPLATE_DIR``), which are looked up
+first. Both get the same context, which is therefore part of the user-facing contract:
+
+``subject``, ``host``, ``title_tag`` (or None), ``counts`` (CONTRACT §8 counts), ``duration``
+("1.9 s"), ``report`` (the whole §8 dict), ``rows`` (one ``Row`` per container, display-ready:
+``name``, ``image``, ``old_digest``/``new_digest`` (12 hex digits, or ""), ``digests``
+("abc → def"), ``state``, ``state_label`` ("rolled back"), ``duration``, ``error``) and ``widths``
+(the longest cell per column, headings included, to align plain text).
+
+HTML is autoescaped (a container error may contain anything); undefined names raise instead of
+rendering empty, so that a typo in a user's template is found when it is checked at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from watchkeeper.errors import ConfigError
+from watchkeeper.notify.base import Message
+from watchkeeper.report import ContainerOutcome, Report, State
+
+TEMPLATE_SETTING = "NOTIFICATION_TEMPLATE_DIR"
+HTML_TEMPLATE = "report.html.j2"
+TEXT_TEMPLATE = "report.txt.j2"
+SUBJECT_COUNTS = (
+    (State.UPDATED, "updated"),
+    (State.FAILED, "failed"),
+    (State.ROLLED_BACK, "rolled back"),
+    (State.AVAILABLE, "available"),
+)
+HEADINGS = {
+    "name": "CONTAINER",
+    "image": "IMAGE",
+    "digests": "DIGEST",
+    "state_label": "STATE",
+    "duration": "DURATION",
+    "error": "ERROR",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One container as the templates show it: every cell already a string."""
+
+    name: str
+    image: str
+    old_digest: str
+    new_digest: str
+    digests: str
+    state: str
+    state_label: str
+    duration: str
+    error: str
+
+
+def short_digest(digest: str | None) -> str:
+    """``sha256:0123456789abcdef…`` -> ``0123456789ab``; None -> ``""``."""
+    if not digest:
+        return ""
+    _, _, hex_part = digest.partition(":")
+    return (hex_part or digest)[:12]
+
+
+def describe_digests(old: str | None, new: str | None) -> str:
+    """``old → new`` when the digest moved, else the one digest known, else ``""``."""
+    old_short, new_short = short_digest(old), short_digest(new)
+    if old_short and new_short and old_short != new_short:
+        return f"{old_short} → {new_short}"
+    return old_short or new_short
+
+
+def format_duration(seconds: float) -> str:
+    """``3.2 s``; an empty string for containers nothing was done to."""
+    return f"{seconds:.1f} s" if seconds > 0 else ""
+
+
+def build_row(outcome: ContainerOutcome) -> Row:
+    """The display-ready cells of one container's outcome."""
+    return Row(
+        name=outcome.name,
+        image=outcome.image,
+        old_digest=short_digest(outcome.old_digest),
+        new_digest=short_digest(outcome.new_digest),
+        digests=describe_digests(outcome.old_digest, outcome.new_digest),
+        state=str(outcome.state),
+        state_label=str(outcome.state).replace("_", " "),
+        duration=format_duration(outcome.duration_s),
+        error=outcome.error or "",
+    )
+
+
+def column_widths(rows: list[Row]) -> dict[str, int]:
+    """The width of each text column: its longest cell or its heading."""
+    return {
+        column: max([len(heading)] + [len(getattr(row, column)) for row in rows])
+        for column, heading in HEADINGS.items()
+    }
+
+
+def render_subject(report: Report, title_tag: str | None = None) -> str:
+    """``[TAG] watchkeeper on HOST: 2 updated, 1 rolled back`` (CONTRACT §10)."""
+    counts = report.counts()
+    parts = [
+        f"{counts[str(state)]} {label}" for state, label in SUBJECT_COUNTS if counts[str(state)]
+    ]
+    prefix = f"[{title_tag}] " if title_tag else ""
+    return f"{prefix}watchkeeper on {report.host}: {', '.join(parts) or 'no changes'}"
+
+
+def build_environment(template_dir: str | None = None) -> jinja2.Environment:
+    """A Jinja2 environment: the user's ``template_dir`` first, then the built-in templates."""
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir:
+        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders.append(jinja2.PackageLoader("watchkeeper.notify", "templates"))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def build_context(report: Report, title_tag: str | None) -> dict[str, Any]:
+    """The variables both templates see (listed in the module docstring)."""
+    rows = [build_row(outcome) for outcome in report.containers]
+    return {
+        "subject": render_subject(report, title_tag),
+        "host": report.host,
+        "title_tag": title_tag,
+        "counts": report.counts(),
+        "duration": f"{report.duration_s:.1f} s",
+        "report": report.to_dict(),
+        "rows": rows,
+        "widths": column_widths(rows),
+    }
+
+
+def render_report(
+    report: Report, *, title_tag: str | None = None, template_dir: str | None = None
+) -> Message:
+    """Render ``report`` as a message with subject, plain text and HTML.
+
+    Raises:
+        ConfigError: a user's template (``NOTIFICATION_TEMPLATE_DIR``) is malformed or uses an
+            undefined name; callers in a run must catch it like any notification failure.
+    """
+    env = build_environment(template_dir)
+    context = build_context(report, title_tag)
+    try:
+        text = env.get_template(TEXT_TEMPLATE).render(context)
+        html = env.get_template(HTML_TEMPLATE).render(context)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(TEMPLATE_SETTING, f"{template_dir}: {_describe(exc)}") from exc
+    return Message(subject=context["subject"], text=text, html=html)
+
+
+def check_templates(template_dir: str) -> None:
+    """Render a sample report with the user's templates, so a broken one is reported at start.
+
+    Raises:
+        ConfigError: the folder is missing, or a template in it does not render.
+    """
+    if not Path(template_dir).is_dir():
+        raise ConfigError(TEMPLATE_SETTING, f"{template_dir} is not a folder")
+    sample = Report(host="example-host")
+    sample.add(
+        ContainerOutcome(
+            name="example",
+            image="example/app:1",
+            state=State.FAILED,
+            old_digest="sha256:" + "0" * 64,
+            new_digest="sha256:" + "f" * 64,
+            duration_s=1.0,
+            error="example error",
+        )
+    )
+    render_report(sample.finish(), title_tag="example", template_dir=template_dir)
+
+
+def _describe(exc: jinja2.TemplateError) -> str:
+    """``name:line: message`` for syntax errors, the message for the rest."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.name or exc.filename}:{exc.lineno}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def render_plain(subject: str, body: str, *, title_tag: str | None = None) -> Message:
+    """An ad-hoc text message (``watchkeeper notify``), with the title tag like every subject."""
+    prefix = f"[{title_tag}] " if title_tag else ""
+    return Message(subject=f"{prefix}{subject}", text=body, html=None)
