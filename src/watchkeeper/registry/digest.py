@@ -1,0 +1,454 @@
+"""Ask registries which digest is behind a tag: one ``HEAD`` per image, never a pull.
+
+The engine's own ``/distribution`` endpoint GETs the manifest and the config blob, and Docker
+Hub counts a manifest GET as a pull; a HEAD is free (ENGINE-NOTES, "Registry digests"). So
+:class:`RegistryClient` speaks the registry API itself: ``GET /v2/`` once per host to learn the
+auth challenge, a bearer token per repository when asked for one (cached until it expires), then
+``HEAD /v2/<name>/manifests/<tag>`` accepting manifest lists and OCI indexes, so the digest is the
+one a pull by tag records in ``RepoDigests``. :class:`InsecurePolicy` mirrors the engine's
+insecure-registry settings to choose ``http://`` or ``https://``. All ``httpx`` errors become
+:class:`~watchkeeper.errors.RegistryError` here, and credentials or tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from watchkeeper.errors import RegistryAuthError, RegistryError
+from watchkeeper.registry.auth import (
+    Challenge,
+    Credentials,
+    CredentialStore,
+    TokenCache,
+    basic_authorization,
+    parse_token_response,
+    parse_www_authenticate,
+)
+from watchkeeper.registry.reference import Reference, normalise_registry
+
+log = structlog.get_logger()
+
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class InsecurePolicy:
+    """Which registries the engine reaches over plain HTTP; loopback always is."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_engine_info(cls, info: Mapping[str, Any]) -> InsecurePolicy:
+        """Build from ``docker info``: ``IndexConfigs`` not Secure, ``InsecureRegistryCIDRs``."""
+        config = info.get("RegistryConfig") or {}
+        hosts = {
+            normalise_registry(str(index.get("Name") or name))
+            for name, index in (config.get("IndexConfigs") or {}).items()
+            if isinstance(index, dict) and index.get("Secure") is False
+        }
+        networks = []
+        for cidr in config.get("InsecureRegistryCIDRs") or []:
+            try:
+                networks.append(ipaddress.ip_network(str(cidr), strict=False))
+            except ValueError:
+                log.warning("registry.insecure_cidr_invalid", cidr=str(cidr))
+        return cls(hosts=frozenset(hosts), networks=tuple(networks))
+
+    def is_insecure(self, registry: str) -> bool:
+        """True when ``registry`` (host[:port]) is to be reached over plain HTTP."""
+        registry = normalise_registry(registry)
+        if registry in self.hosts:
+            return True
+        hostname = urlsplit(f"//{registry}").hostname or registry
+        if hostname in _LOOPBACK_NAMES:
+            return True
+        try:
+            address = ipaddress.ip_address(hostname)
+        except ValueError:
+            return False  # a name: the engine would resolve it; we only match IP literals
+        return address.is_loopback or any(address in net for net in self.networks)
+
+    def scheme(self, registry: str) -> str:
+        """``http`` for an insecure registry, else ``https``."""
+        return "http" if self.is_insecure(registry) else "https"
+
+
+class RegistryClient:
+    """Fetches remote digests with one shared ``httpx.Client``; safe to use from many threads."""
+
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        *,
+        insecure: InsecurePolicy,
+        concurrency: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._credentials = credentials
+        self._insecure = insecure
+        self._concurrency = concurrency
+        self._http = httpx.Client(
+            verify=True,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=concurrency + 2),
+        )
+        self._lock = threading.Lock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._challenges: dict[str, Challenge | None] = {}
+        self._creds: dict[str, Credentials | None] = {}
+        self._tokens = TokenCache()
+        self._requests: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def requests_made(self) -> int:
+        """Total HTTP requests sent so far (redirects and token requests included)."""
+        with self._lock:
+            return sum(self._requests.values())
+
+    @property
+    def requests_by_registry(self) -> dict[str, int]:
+        """HTTP requests sent per registry host (a copy)."""
+        with self._lock:
+            return dict(self._requests)
+
+    @property
+    def errors_by_registry(self) -> dict[str, int]:
+        """Failed digest fetches per registry host (a copy)."""
+        with self._lock:
+            return dict(self._errors)
+
+    def fetch_remote_digest(self, ref: Reference) -> str:
+        """The digest the registry serves for ``ref``'s tag (its digest when it has no tag).
+
+        Raises:
+            RegistryAuthError: the registry refused our credentials, or wants some we lack.
+            RegistryError: not found, unreachable, timed out, an HTTP error, or no digest.
+        """
+        started = time.monotonic()
+        try:
+            digest = self._head_manifest(ref)
+        except RegistryError as exc:
+            with self._lock:
+                self._errors[ref.registry] += 1
+            log.warning("registry.digest_failed", image=ref.name, error=str(exc))
+            raise
+        log.debug(
+            "registry.digest_fetched",
+            image=ref.name,
+            remote_digest=digest,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        return digest
+
+    def fetch_digests(self, refs: Iterable[Reference]) -> dict[Reference, str | RegistryError]:
+        """Digest or error for every ref; one HEAD per distinct image, ``concurrency`` at once.
+
+        Never raises for one image's failure: its value is the RegistryError.
+        """
+        groups: dict[tuple[str, str, str], list[Reference]] = {}
+        for ref in refs:
+            groups.setdefault(_manifest_target(ref), []).append(ref)
+        results: dict[Reference, str | RegistryError] = {}
+        if not groups:
+            return results
+        workers = min(self._concurrency, len(groups))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
+            futures = [(pool.submit(self._fetch_outcome, g[0]), g) for g in groups.values()]
+            for future, group in futures:
+                outcome = future.result()
+                results.update(dict.fromkeys(group, outcome))
+        return results
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the HEAD and its auth ------------------------------------------------------------
+
+    def _fetch_outcome(self, ref: Reference) -> str | RegistryError:
+        """The digest, or the error (unexpected exceptions wrapped) instead of raising."""
+        try:
+            return self.fetch_remote_digest(ref)
+        except RegistryError as exc:
+            return exc
+        except Exception as exc:  # one image's bug must not end the whole check
+            error = RegistryError(f"{ref.name}: unexpected error: {type(exc).__name__}")
+            error.__cause__ = exc
+            log.exception("registry.digest_failed", image=ref.name, error=str(error))
+            return error
+
+    def _head_manifest(self, ref: Reference) -> str:
+        """Send the one HEAD for ``ref`` (authenticating first) and read its digest.
+
+        Raises:
+            RegistryAuthError, RegistryError: as :meth:`fetch_remote_digest`.
+        """
+        url = f"{self._base_url(ref)}/v2/{ref.repository}/manifests/{_manifest_target(ref)[2]}"
+        challenge = self._challenge_for(ref)
+        authorization = self._authorization(ref, challenge)
+        response = self._send(ref, "HEAD", url, self._headers(authorization))
+        if response.status_code == 401 and authorization is None:
+            # /v2/ was open but this repository is not: learn its challenge and retry once.
+            challenge = self._remember_challenge(ref, response)
+            authorization = self._authorization(ref, challenge)
+            if authorization is not None:
+                response = self._send(ref, "HEAD", url, self._headers(authorization))
+        if response.status_code == 401:
+            raise self._auth_failed(ref, self._lookup(ref.registry) is not None, 401)
+        return _digest_from(ref, response)
+
+    def _challenge_for(self, ref: Reference) -> Challenge | None:
+        """The host's auth challenge from ``GET /v2/``, asked once per host and cached.
+
+        Raises:
+            RegistryError: the host cannot be reached or answers neither 200 nor 401.
+        """
+        host = ref.registry
+        with self._lock_for(("challenge", host)):
+            with self._lock:
+                if host in self._challenges:
+                    return self._challenges[host]
+            response = self._send(ref, "GET", f"{self._base_url(ref)}/v2/", {})
+            if response.status_code == 401:
+                return self._remember_challenge(ref, response)
+            if not response.is_success:
+                raise RegistryError(
+                    f"{ref.name}: {host} answered HTTP {response.status_code} to GET /v2/"
+                )
+            with self._lock:
+                self._challenges[host] = None
+            return None
+
+    def _remember_challenge(self, ref: Reference, response: httpx.Response) -> Challenge:
+        """Parse a 401's ``WWW-Authenticate`` (Bearer preferred) and cache it for the host.
+
+        Raises:
+            RegistryAuthError: no Basic or Bearer challenge in the answer.
+        """
+        challenges = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
+        usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
+        if not usable:
+            raise RegistryAuthError(f"{ref.name}: {ref.registry} sent no usable auth challenge")
+        challenge = min(usable, key=lambda c: c.scheme != "bearer")
+        with self._lock:
+            self._challenges[ref.registry] = challenge
+        return challenge
+
+    def _authorization(self, ref: Reference, challenge: Challenge | None) -> str | None:
+        """The ``Authorization`` value for ``ref``, or None to go anonymous.
+
+        Raises:
+            RegistryAuthError, RegistryError: from the credential lookup or the token request.
+        """
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            creds = self._lookup(ref.registry)
+            return None if creds is None else basic_authorization(creds)
+        return f"Bearer {self._token(ref, challenge)}"
+
+    def _token(self, ref: Reference, challenge: Challenge) -> str:
+        """A pull token for ``ref``'s repository, from the cache or the challenge's realm.
+
+        Raises:
+            RegistryAuthError, RegistryError: as :meth:`_request_token`.
+        """
+        key = (ref.registry, _pull_scope(ref))
+        with self._lock_for(("token", *key)):
+            token = self._tokens.get(key)
+            if token is None:
+                token, expires_in = self._request_token(ref, challenge)
+                self._tokens.put(key, token, expires_in)
+            return token
+
+    def _request_token(self, ref: Reference, challenge: Challenge) -> tuple[str, float | None]:
+        """GET the Bearer realm with ``service`` and ``scope``; return (token, expires_in).
+
+        Raises:
+            RegistryAuthError: the realm refused our credentials, or would get them in clear.
+            RegistryError: the realm is missing, unreachable or answers no token.
+        """
+        realm = challenge.realm or ""
+        creds = self._lookup(ref.registry)
+        self._check_realm(ref, realm, with_credentials=creds is not None)
+        params = {"scope": _pull_scope(ref)}
+        if challenge.service:
+            params["service"] = challenge.service
+        headers = {} if creds is None else {"Authorization": basic_authorization(creds)}
+        response = self._send(ref, "GET", realm, headers, params=params)
+        if response.status_code in (401, 403):
+            raise self._auth_failed(ref, creds is not None, response.status_code)
+        if not response.is_success:
+            raise RegistryError(f"{ref.name}: token endpoint answered HTTP {response.status_code}")
+        try:
+            return parse_token_response(response.content)
+        except ValueError as exc:
+            raise RegistryError(f"{ref.name}: token endpoint answered {exc}") from exc
+
+    def _check_realm(self, ref: Reference, realm: str, *, with_credentials: bool) -> None:
+        """Refuse a realm that is no HTTP URL, or plain HTTP for a registry reached over TLS.
+
+        Raises:
+            RegistryError: the challenge has no usable realm.
+            RegistryAuthError: credentials would travel in clear to the realm.
+        """
+        scheme = urlsplit(realm).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise RegistryError(f"{ref.name}: {ref.registry} sent a Bearer challenge without realm")
+        # Credentials go in clear only where the registry itself is reached in clear.
+        if with_credentials and scheme == "http" and not self._insecure.is_insecure(ref.registry):
+            raise RegistryAuthError(
+                f"{ref.name}: refusing to send credentials for {ref.registry} to a plain-HTTP realm"
+            )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _send(
+        self,
+        ref: Reference,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request, counting it for ``ref``'s registry.
+
+        Raises:
+            RegistryError: any transport error or timeout, and any 5xx answer.
+        """
+        try:
+            response = self._http.request(method, url, headers=headers, params=params)
+        except httpx.HTTPError as exc:
+            self._count(ref.registry, 1)
+            raise RegistryError(
+                f"{ref.name}: {method} to {urlsplit(url).netloc} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._count(ref.registry, 1 + len(response.history))
+        if response.status_code >= 500:
+            raise RegistryError(
+                f"{ref.name}: {urlsplit(url).netloc} answered HTTP {response.status_code}"
+            )
+        return response
+
+    def _count(self, registry: str, requests: int) -> None:
+        with self._lock:
+            self._requests[registry] += requests
+
+    def _lock_for(self, key: Hashable) -> threading.Lock:
+        """One lock per key, so a host is probed and a token fetched only once at a time."""
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _lookup(self, registry: str) -> Credentials | None:
+        """Credentials for ``registry``, looked up once per client (helpers are slow).
+
+        Raises:
+            RegistryAuthError: a credential helper failed.
+        """
+        with self._lock_for(("creds", registry)):
+            with self._lock:
+                if registry in self._creds:
+                    return self._creds[registry]
+            creds = self._credentials.lookup(registry)
+            with self._lock:
+                self._creds[registry] = creds
+            return creds
+
+    def _auth_failed(self, ref: Reference, had_credentials: bool, status: int) -> RegistryAuthError:
+        """Log a refusal and return its error; drop cached credentials and token for a retry."""
+        self._tokens.discard((ref.registry, _pull_scope(ref)))
+        with self._lock:
+            self._creds.pop(ref.registry, None)
+        log.warning(
+            "registry.auth_failed",
+            image=ref.name,
+            registry=ref.registry,
+            had_credentials=had_credentials,
+            status=status,
+        )
+        if had_credentials:
+            return RegistryAuthError(f"{ref.name}: {ref.registry} refused the credentials")
+        return RegistryAuthError(
+            f"{ref.name}: {ref.registry} requires credentials and none are configured"
+        )
+
+    def _base_url(self, ref: Reference) -> str:
+        return f"{self._insecure.scheme(ref.registry)}://{ref.api_host}"
+
+    @staticmethod
+    def _headers(authorization: str | None) -> dict[str, str]:
+        headers = {"Accept": MANIFEST_ACCEPT}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        return headers
+
+
+def _manifest_target(ref: Reference) -> tuple[str, str, str]:
+    """(registry, repository, tag or digest): what one HEAD asks about; the dedup key."""
+    target = ref.tag if ref.tag is not None else ref.digest
+    assert target is not None  # parse_reference always sets a tag or a digest
+    return ref.registry, ref.repository, target
+
+
+def _pull_scope(ref: Reference) -> str:
+    return f"repository:{ref.repository}:pull"
+
+
+def _digest_from(ref: Reference, response: httpx.Response) -> str:
+    """The ``Docker-Content-Digest`` of a successful HEAD.
+
+    Raises:
+        RegistryError: 404 (not found), any other non-2xx status, or no digest header.
+    """
+    if response.status_code == 404:
+        raise RegistryError(f"{ref.name}: manifest not found on {ref.registry}")
+    if response.status_code == 429:
+        retry = response.headers.get("Retry-After", "unknown")
+        raise RegistryError(f"{ref.name}: rate limited by {ref.registry} (retry after {retry})")
+    if not response.is_success:
+        raise RegistryError(f"{ref.name}: {ref.registry} answered HTTP {response.status_code}")
+    digest = str(response.headers.get("Docker-Content-Digest", "")).strip()
+    algorithm, sep, encoded = digest.partition(":")
+    if not (sep and algorithm and encoded):
+        raise RegistryError(f"{ref.name}: {ref.registry} sent no Docker-Content-Digest header")
+    return digest
