@@ -1,0 +1,282 @@
+"""The Docker engine adapter: the only module that talks to docker-py.
+
+Every call goes through :func:`_translated`, which turns ``docker.errors.*`` and
+``requests`` exceptions into watchkeeper errors (``raise ... from exc``), so the use cases
+never see third-party types. Every call has an explicit HTTP timeout: the client's default
+(``timeout`` of :meth:`Engine.connect`) or one sized to the operation (stop, wait, pull).
+The create body is sent raw (``create_container_from_config``) so nothing docker-py does
+not know about is lost between the inspect of the old container and its replacement.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import docker
+import docker.auth
+import docker.errors
+import requests.exceptions
+
+from watchkeeper.containers.recreate import CreateSpec
+from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
+
+_TRANSLATED = (docker.errors.DockerException, requests.exceptions.RequestException)
+# Extra HTTP time on top of an engine-side wait (stop grace period, kill), so the engine
+# answers before the socket gives up.
+_HTTP_MARGIN_S = 15.0
+
+
+class NotFoundError(EngineError):
+    """The container, image or network the call named does not exist (HTTP 404)."""
+
+
+@contextmanager
+def _translated(action: str, error: type[EngineError] = EngineError) -> Iterator[None]:
+    """Re-raise docker-py/requests failures of ``action`` as ``error`` (404 as NotFoundError)."""
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise NotFoundError(f"{action}: {_explain(exc)}") from exc
+    except _TRANSLATED as exc:
+        raise error(f"{action}: {_explain(exc)}") from exc
+
+
+def _explain(exc: BaseException) -> str:
+    """The engine's own message when it sent one, else the exception's text."""
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return str(explanation)
+    return str(exc) or type(exc).__name__
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status of a docker-py APIError, if any."""
+    cause = exc.__cause__
+    code = getattr(cause, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+class Engine:
+    """One Docker engine, reached through docker-py with the API version negotiated."""
+
+    def __init__(self, client: Any, *, base_url: str | None, timeout: float) -> None:
+        self._client = client
+        self._api = client.api
+        self._timeout = timeout
+        self.api_version: str = str(self._api.api_version)
+        self.host_label: str = _host_label(base_url, self.info())
+
+    @classmethod
+    def connect(cls, base_url: str | None, *, timeout: float = 60.0) -> Engine:
+        """Connect to ``base_url`` (None: ``DOCKER_HOST`` or the local socket) and ping it.
+
+        ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` apply to an explicit URL too.
+        Raises EngineUnreachableError when the engine does not answer.
+        """
+        environment = dict(os.environ)
+        if base_url is not None:
+            environment["DOCKER_HOST"] = base_url
+        try:
+            client = docker.from_env(version="auto", timeout=timeout, environment=environment)
+            client.ping()
+        except _TRANSLATED as exc:
+            where = base_url or environment.get("DOCKER_HOST") or "the local socket"
+            raise EngineUnreachableError(f"{where}: {_explain(exc)}") from exc
+        try:
+            return cls(client, base_url=base_url, timeout=timeout)
+        except EngineError as exc:
+            client.close()
+            raise EngineUnreachableError(str(exc)) from exc
+
+    def close(self) -> None:
+        """Close the HTTP connections; the engine itself is not touched."""
+        self._client.close()
+
+    def info(self) -> dict[str, Any]:
+        """``docker info``. Raises EngineError."""
+        with _translated("info"):
+            return dict(self._api.info())
+
+    def list_containers(self, *, all: bool) -> list[dict[str, Any]]:
+        """Full inspect dicts of the containers (``all``: stopped ones too).
+
+        A container removed between the listing and its inspect is left out.
+        Raises EngineError.
+        """
+        with _translated("list containers"):
+            summaries = self._api.containers(all=all)
+        found = []
+        for summary in summaries:
+            try:
+                found.append(self.inspect_container(summary["Id"]))
+            except NotFoundError:
+                continue
+        return found
+
+    def inspect_container(self, id_or_name: str) -> dict[str, Any]:
+        """The inspect dict of one container. Raises NotFoundError, EngineError."""
+        with _translated(f"inspect container {id_or_name}"):
+            return dict(self._api.inspect_container(id_or_name))
+
+    def inspect_image(self, ref: str) -> dict[str, Any] | None:
+        """The inspect dict of an image, None when it is not on this engine. Raises EngineError."""
+        try:
+            with _translated(f"inspect image {ref}"):
+                return dict(self._api.inspect_image(ref))
+        except NotFoundError:
+            return None
+
+    def pull_image(self, repository: str, tag: str, auth_config: dict[str, Any] | None) -> str:
+        """Pull ``repository:tag`` and return the image ID the tag points at afterwards.
+
+        The progress stream is read here because docker-py's ``images.pull`` ignores errors
+        in it and returns the old image; any ``error``/``errorDetail`` entry fails the pull.
+        The read timeout applies between two progress messages, so a stalled registry
+        fails the pull instead of hanging it (docker-py's ``api.pull`` has no timeout).
+        Raises PullError.
+        """
+        ref = f"{repository}:{tag}"
+        with _translated(f"pull {ref}", PullError):
+            response = self._api._post(
+                self._api._url("/images/create"),
+                params={"fromImage": repository, "tag": tag},
+                headers=self._auth_headers(repository, auth_config),
+                stream=True,
+                timeout=self._timeout,
+            )
+            self._api._raise_for_status(response)
+            for message in self._api._stream_helper(response, decode=True):
+                _raise_stream_error(ref, message)
+        image = self.inspect_image(ref)
+        if image is None:
+            raise PullError(f"pull {ref}: the engine has no image for the tag afterwards")
+        return str(image["Id"])
+
+    def _auth_headers(self, repository: str, auth_config: dict[str, Any] | None) -> dict[str, Any]:
+        """``X-Registry-Auth`` from ``auth_config``, else from the Docker config (as docker-py)."""
+        if auth_config is not None:
+            return {"X-Registry-Auth": docker.auth.encode_header(auth_config)}
+        registry, _ = docker.auth.resolve_repository_name(repository)
+        header = docker.auth.get_config_header(self._api, registry)
+        return {"X-Registry-Auth": header} if header else {}
+
+    def remove_image(self, image_id: str) -> bool:
+        """Remove an image by ID without force; False when the engine keeps it.
+
+        409 (still used by a container, or tagged in several repositories) and 404 (gone
+        already) answer False: force would untag and delete images other things rely on.
+        Raises EngineError for anything else.
+        """
+        try:
+            with _translated(f"remove image {image_id}"):
+                self._api.remove_image(image_id, force=False, noprune=False)
+        except NotFoundError:
+            return False
+        except EngineError as exc:
+            if _status_code(exc) == 409:
+                return False
+            raise
+        return True
+
+    def rename(self, container_id: str, new_name: str) -> None:
+        """Rename a container. Raises NotFoundError, EngineError (e.g. the name is taken)."""
+        with _translated(f"rename {container_id} to {new_name}"):
+            self._api.rename(container_id, new_name)
+
+    def create_container(self, spec: CreateSpec) -> str:
+        """Create a container from the raw body of ``spec``; return its ID. Raises EngineError."""
+        with _translated(f"create container {spec.name}"):
+            created = self._api.create_container_from_config(spec.body, name=spec.name)
+        return str(created["Id"])
+
+    def connect_network(self, network: str, container_id: str, endpoint: dict[str, Any]) -> None:
+        """Connect a container to a network with a raw endpoint config. Raises EngineError."""
+        url = self._api._url("/networks/{0}/connect", network)
+        body = {"Container": container_id, "EndpointConfig": endpoint}
+        with _translated(f"connect {container_id} to network {network}"):
+            self._api._raise_for_status(self._api._post_json(url, data=body))
+
+    def start(self, container_id: str) -> None:
+        """Start a container (no-op when it runs). Raises EngineError."""
+        with _translated(f"start {container_id}"):
+            self._api.start(container_id)
+
+    def stop(self, container_id: str, *, signal: str | None, timeout_s: float) -> None:
+        """Stop a container: ``signal`` (else its own StopSignal), SIGKILL after ``timeout_s``.
+
+        The engine's stop always sends the container's StopSignal, so a label-given signal is
+        sent with kill and followed by a bounded wait. Raises EngineError.
+        """
+        grace = max(0, round(timeout_s))
+        if signal is None:
+            with _translated(f"stop {container_id}"):
+                # Explicit t: without it docker-py sizes its HTTP timeout to 10 s only.
+                self._api.stop(container_id, timeout=grace)
+            return
+        if not self._kill(container_id, signal):
+            return
+        if not self._wait_stopped(container_id, grace):
+            self._kill(container_id, "SIGKILL")
+            if not self._wait_stopped(container_id, _HTTP_MARGIN_S):
+                raise EngineError(f"stop {container_id}: still running after SIGKILL")
+
+    def _kill(self, container_id: str, signal: str) -> bool:
+        """Send ``signal``; False when the container is not running (409). Raises EngineError."""
+        try:
+            with _translated(f"kill {container_id} with {signal}"):
+                self._api.kill(container_id, signal=signal)
+        except EngineError as exc:
+            if _status_code(exc) == 409:
+                return False
+            raise
+        return True
+
+    def _wait_stopped(self, container_id: str, seconds: float) -> bool:
+        """Block until the container is not running; False when ``seconds`` pass first.
+
+        Raises EngineError for failures other than the wait's own timeout.
+        """
+        try:
+            self._api.wait(container_id, timeout=seconds, condition="not-running")
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
+            # The engine holds the request until the container stops: a read timeout
+            # means it still runs (docker-py may wrap it as ConnectionError).
+            return not self.inspect_container(container_id)["State"]["Running"]
+        except _TRANSLATED as exc:
+            raise EngineError(f"wait for {container_id} to stop: {_explain(exc)}") from exc
+        return True
+
+    def remove_container(self, container_id: str, *, force: bool) -> None:
+        """Remove a container, never its volumes (no ``v``). Raises NotFoundError, EngineError."""
+        with _translated(f"remove container {container_id}"):
+            self._api.remove_container(container_id, v=False, force=force)
+
+
+def _raise_stream_error(ref: str, message: Any) -> None:
+    """Raise PullError when a pull progress message reports an error."""
+    if not isinstance(message, dict):
+        return
+    detail = message.get("errorDetail")
+    error = message.get("error")
+    if error or detail:
+        text = error or (detail.get("message") if isinstance(detail, dict) else detail)
+        raise PullError(f"pull {ref}: {text}")
+
+
+def _host_label(base_url: str | None, info: dict[str, Any]) -> str:
+    """A human name for the engine: host[:port] of a tcp/ssh URL, else its own host name.
+
+    Two local sockets on one machine would share the host name, so a socket path other
+    than the default one is used as is.
+    """
+    if base_url:
+        parsed = urlparse(base_url)
+        if parsed.scheme in ("tcp", "http", "https", "ssh") and parsed.netloc:
+            return parsed.netloc.rpartition("@")[2]
+        if parsed.path and parsed.path != "/var/run/docker.sock":
+            return parsed.path
+    return str(info.get("Name") or "local")

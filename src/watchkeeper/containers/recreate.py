@@ -1,0 +1,349 @@
+"""Pure: the create request of a replacement container, from the inspect of the old one.
+
+``docker inspect`` shows the *merged* configuration: the user's settings plus the defaults of
+the image the container was created from. Sending that back as is would freeze the old
+image's defaults (its env, cmd, labels, healthcheck...) into the replacement, so the new image's
+defaults would never apply. :func:`build_create_spec` keeps the user's part only, by dropping
+every value equal to the old image's, and lets the engine merge the new image's defaults in.
+It also rewrites what names the old container (short-ID aliases and hostname, links and
+``container:`` modes by ID) and carries anonymous volumes over by name, so their data stays.
+
+No I/O here: inputs are inspect dicts, so the rules are unit-tested against recorded JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PREVIOUS_ID_LABEL = "watchkeeper.swap.previous-id"
+PREVIOUS_IMAGE_LABEL = "watchkeeper.swap.previous-image"
+COMPOSE_IMAGE_LABEL = "com.docker.compose.image"
+
+# Fields of POST /containers/create that come from ``Config`` of an inspect.
+_CONFIG_FIELDS = (
+    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "Image",
+    "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild",
+    "Labels", "StopSignal", "StopTimeout", "Shell",
+)  # fmt: skip
+# Image fields the engine copies into a container unless the user set them.
+_IMAGE_DEFAULT_FIELDS = ("WorkingDir", "User", "StopSignal", "Shell", "OnBuild")
+_HEALTHCHECK_FIELDS = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
+_ENDPOINT_FIELDS = ("IPAMConfig", "Links", "DriverOpts")
+_ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")
+# From this API version every endpoint (and its MacAddress) can be given at create.
+_ENDPOINTS_AT_CREATE = (1, 44)
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """What the engine needs to create the replacement.
+
+    ``body`` is the raw JSON of ``POST /containers/create`` (Config fields, ``HostConfig``,
+    ``NetworkingConfig``); ``extra_networks`` maps each network the engine cannot take at
+    create (API < 1.44: only one endpoint) to the endpoint config to connect with before start.
+    """
+
+    name: str
+    body: dict[str, Any]
+    extra_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def build_create_spec(
+    container: dict[str, Any],
+    old_image: dict[str, Any],
+    new_image: dict[str, Any],
+    *,
+    api_version: str,
+    names_by_id: dict[str, str],
+) -> CreateSpec:
+    """The create request that recreates ``container`` on ``new_image`` with the user's settings.
+
+    ``old_image`` is the inspect of the image the container runs (``container["Image"]``),
+    ``names_by_id`` maps container IDs to names (from the run's snapshot) so that a
+    ``container:<id>`` network mode can point at the parent's name. Raises nothing.
+    """
+    endpoints_at_create = _version(api_version) >= _ENDPOINTS_AT_CREATE
+    mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "default")
+    endpoints = _endpoints(container, mode, with_mac=endpoints_at_create)
+    body = _user_config(container, old_image.get("Config") or {}, mode)
+    body["Labels"] = _labels(container, old_image, new_image)
+    body["HostConfig"] = _host_config(container, mode, names_by_id)
+    primary = _primary_network(container, mode)
+    extra: dict[str, dict[str, Any]] = {}
+    if primary is not None:
+        extra = {net: ep for net, ep in endpoints.items() if net != primary}
+        at_create = {mode: endpoints.get(primary, {})}
+        if endpoints_at_create:
+            at_create.update(extra)
+            extra = {}
+        else:
+            body["MacAddress"] = _legacy_mac(container, primary)
+        body["NetworkingConfig"] = {"EndpointsConfig": at_create}
+    return CreateSpec(
+        name=_strip_slash(container["Name"]), body=_drop_none(body), extra_networks=extra
+    )
+
+
+def _version(api_version: str) -> tuple[int, ...]:
+    """``"1.41"`` -> ``(1, 41)``; unparsable parts count as 0."""
+    return tuple(int(part) if part.isdigit() else 0 for part in api_version.split("."))
+
+
+def _strip_slash(name: str) -> str:
+    """Inspect names start with ``/``; the API takes them without."""
+    return name[1:] if name.startswith("/") else name
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    """Leave out unset fields, so the engine applies the new image's default."""
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _short_id(container: dict[str, Any]) -> str:
+    """The 12-character ID the engine uses as default hostname and alias."""
+    return str(container["Id"])[:12]
+
+
+def _user_config(container: dict[str, Any], image: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The container's Config minus what it inherited from the old image."""
+    config = copy.deepcopy(container.get("Config") or {})
+    body: dict[str, Any] = {key: config.get(key) for key in _CONFIG_FIELDS}
+    old_env = set(image.get("Env") or [])
+    body["Env"] = [entry for entry in config.get("Env") or [] if entry not in old_env] or None
+    body["ExposedPorts"] = _exposed_ports(container, image)
+    old_volumes = image.get("Volumes") or {}
+    volumes: dict[str, Any] = {
+        path: {} for path in config.get("Volumes") or {} if path not in old_volumes
+    }
+    body["Volumes"] = volumes or None
+    body.update(_command(config, image))
+    for key in _IMAGE_DEFAULT_FIELDS:
+        if (config.get(key) or None) == (image.get(key) or None):
+            body[key] = None
+    body["Healthcheck"] = _healthcheck(config.get("Healthcheck"), image.get("Healthcheck"))
+    body["Hostname"] = _hostname(container, mode)
+    body["Domainname"] = config.get("Domainname") or None
+    body["MacAddress"] = None  # set by the network rules, depending on the API version
+    body["ArgsEscaped"] = None  # Windows-only, derived by the engine from the image
+    return body
+
+
+def _exposed_ports(container: dict[str, Any], image: dict[str, Any]) -> dict[str, Any] | None:
+    """Ports the user exposed (not the old image's), plus every published port."""
+    old_ports = image.get("ExposedPorts") or {}
+    ports: dict[str, Any] = {
+        port: {}
+        for port in (container.get("Config") or {}).get("ExposedPorts") or {}
+        if port not in old_ports
+    }
+    for port in (container.get("HostConfig") or {}).get("PortBindings") or {}:
+        ports[port] = {}
+    return ports or None
+
+
+def _command(config: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """Entrypoint and Cmd the user gave; the image's are left for the new image to fill.
+
+    Cmd is only compared when the entrypoint is the image's: with an entrypoint override
+    the engine does not use the image's Cmd at all, so the user's Cmd is kept as is.
+    """
+    entrypoint, cmd = config.get("Entrypoint"), config.get("Cmd")
+    if (entrypoint or None) != (image.get("Entrypoint") or None):
+        # An empty entrypoint over an image that had one is a user reset: ``[]`` keeps it
+        # empty, while a missing field would bring the new image's entrypoint back.
+        return {"Entrypoint": entrypoint or [], "Cmd": cmd}
+    if (cmd or None) == (image.get("Cmd") or None):
+        cmd = None
+    return {"Entrypoint": None, "Cmd": cmd}
+
+
+def _healthcheck(
+    container_check: dict[str, Any] | None, image_check: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The healthcheck fields the user set (the engine fills the others from the image)."""
+    mine, theirs = container_check or {}, image_check or {}
+    kept = {
+        key: mine[key]
+        for key in _HEALTHCHECK_FIELDS
+        if mine.get(key) and mine.get(key) != theirs.get(key)
+    }
+    return kept or None
+
+
+def _hostname(container: dict[str, Any], mode: str) -> str | None:
+    """The user's hostname: not the engine's default (short ID), never in ``container:`` mode."""
+    hostname = (container.get("Config") or {}).get("Hostname") or None
+    if mode.startswith("container:") or hostname == _short_id(container):
+        return None
+    return hostname
+
+
+def _labels(
+    container: dict[str, Any], old_image: dict[str, Any], new_image: dict[str, Any]
+) -> dict[str, str]:
+    """The container's labels minus the old image's, plus the swap's bookkeeping labels.
+
+    ``com.docker.compose.image`` must name the new image, or the next ``docker compose up``
+    sees a drift and recreates the container once more.
+    """
+    old_labels = (old_image.get("Config") or {}).get("Labels") or {}
+    labels = {
+        key: value
+        for key, value in ((container.get("Config") or {}).get("Labels") or {}).items()
+        if old_labels.get(key) != value
+    }
+    if COMPOSE_IMAGE_LABEL in labels:
+        labels[COMPOSE_IMAGE_LABEL] = str(new_image["Id"])
+    labels[PREVIOUS_ID_LABEL] = str(container["Id"])
+    labels[PREVIOUS_IMAGE_LABEL] = str(container.get("Image") or old_image.get("Id") or "")
+    return labels
+
+
+def _host_config(
+    container: dict[str, Any], mode: str, names_by_id: dict[str, str]
+) -> dict[str, Any]:
+    """HostConfig as is, with links and ``container:`` pointing at names, anon volumes kept."""
+    host_config = copy.deepcopy(container.get("HostConfig") or {})
+    if host_config.get("Links"):
+        host_config["Links"] = [_rewrite_link(link) for link in host_config["Links"]]
+    if mode.startswith("container:"):
+        host_config["NetworkMode"] = "container:" + _name_of(mode[10:], names_by_id)
+    mounts = _mounts_with_anonymous_volumes(container, host_config)
+    if mounts:
+        host_config["Mounts"] = mounts
+    return host_config
+
+
+def _rewrite_link(link: str) -> str:
+    """``/db:/app/alias`` (inspect form) -> ``db:alias`` (create form)."""
+    source, _, target = link.partition(":")
+    alias = target.rpartition("/")[2] or _strip_slash(source)
+    return f"{_strip_slash(source)}:{alias}"
+
+
+def _name_of(container_id: str, names_by_id: dict[str, str]) -> str:
+    """The name of a container known by (a prefix of) its ID, else the ID itself."""
+    for known_id, name in names_by_id.items():
+        if known_id == container_id or known_id.startswith(container_id):
+            return _strip_slash(name)
+    return container_id
+
+
+def _mounts_with_anonymous_volumes(
+    container: dict[str, Any], host_config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """HostConfig.Mounts plus one ``volume`` mount per anonymous volume of the old container.
+
+    Without them the engine would create fresh empty volumes for the image's VOLUMEs (and
+    the user's ``-v /path``): naming the old ones carries the data over, as compose does.
+    """
+    mounts: list[dict[str, Any]] = list(host_config.get("Mounts") or [])
+    named = {mount.get("Source") for mount in mounts}
+    taken = {_bind_destination(bind) for bind in host_config.get("Binds") or []}
+    for bind in host_config.get("Binds") or []:
+        named.add(bind.partition(":")[0])
+    for mount in container.get("Mounts") or []:
+        name, target = mount.get("Name") or "", mount.get("Destination") or ""
+        if mount.get("Type") != "volume" or not _ANONYMOUS_VOLUME.match(name) or name in named:
+            continue
+        if target in taken:
+            continue
+        unnamed = [m for m in mounts if m.get("Target") == target and not m.get("Source")]
+        if unnamed:
+            unnamed[0]["Source"] = name  # a --mount without source: name the volume it got
+        elif not any(m.get("Target") == target for m in mounts):
+            mounts.append({"Type": "volume", "Source": name, "Target": target})
+    return mounts
+
+
+def _bind_destination(bind: str) -> str:
+    """The container path of a ``src:dst[:mode]`` bind (or of a lone ``dst``)."""
+    parts = bind.split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _primary_network(container: dict[str, Any], mode: str) -> str | None:
+    """The name of the network ``NetworkMode`` names; None for host/none/container modes."""
+    if mode in ("host", "none") or mode.startswith("container:"):
+        return None
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    if mode == "default":
+        return "bridge"
+    for name, endpoint in networks.items():
+        if name == mode or str((endpoint or {}).get("NetworkID") or "").startswith(mode):
+            return str(name)
+    return mode
+
+
+def _endpoints(
+    container: dict[str, Any], mode: str, *, with_mac: bool
+) -> dict[str, dict[str, Any]]:
+    """Per network, the endpoint settings the user chose (no IDs, no engine-made values)."""
+    if mode in ("host", "none") or mode.startswith("container:"):
+        return {}
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    short_id = _short_id(container)
+    endpoints = {}
+    for name, settings in networks.items():
+        settings = settings or {}
+        endpoint = {key: settings[key] for key in _ENDPOINT_FIELDS if settings.get(key)}
+        aliases = [alias for alias in settings.get("Aliases") or [] if alias != short_id]
+        if aliases:
+            endpoint["Aliases"] = aliases
+        mac = _endpoint_mac(container, name, settings, mode) if with_mac else None
+        if mac:
+            endpoint["MacAddress"] = mac
+        endpoints[str(name)] = endpoint
+    return endpoints
+
+
+def _endpoint_mac(
+    container: dict[str, Any], network: str, settings: dict[str, Any], mode: str
+) -> str | None:
+    """The user-set MAC of one endpoint (API >= 1.44), None for an engine-generated one.
+
+    Engines 25-27 tell it apart (``DesiredMacAddress``); otherwise a MAC that is ``02:42:``
+    plus the endpoint's IPv4 bytes is the engine's own. The deprecated ``Config.MacAddress``
+    belongs to the ``NetworkMode`` network.
+    """
+    if "DesiredMacAddress" in settings:
+        return settings.get("DesiredMacAddress") or None
+    mac = settings.get("MacAddress") or None
+    if mac is None and network == _primary_network(container, mode):
+        mac = (container.get("Config") or {}).get("MacAddress") or None
+    return _user_mac(mac, settings.get("IPAddress") or "")
+
+
+def _legacy_mac(container: dict[str, Any], primary: str) -> str | None:
+    """``Config.MacAddress`` when the user set it (API < 1.44 only takes it there).
+
+    Engines of these API versions write only the user's MAC there, so without an IP to
+    compare with (a stopped container) it is trusted.
+    """
+    mac = (container.get("Config") or {}).get("MacAddress") or None
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = ((networks.get(primary) or {}).get("IPAddress")) or ""
+    return _user_mac(mac, ip, trust_without_ip=True)
+
+
+def _user_mac(mac: str | None, ip: str, *, trust_without_ip: bool = False) -> str | None:
+    """``mac`` unless the engine generated it: ``02:42:`` + the IPv4 bytes of the endpoint.
+
+    Without a known IP (a stopped container) a ``02:42:`` MAC counts as generated unless
+    ``trust_without_ip``: engines 25+ also report generated MACs as configured ones.
+    """
+    if not mac:
+        return None
+    if not mac.lower().startswith("02:42:"):
+        return mac
+    try:
+        packed = ipaddress.IPv4Address(ip).packed
+    except ValueError:
+        return mac if trust_without_ip else None
+    generated = "02:42:" + ":".join(f"{byte:02x}" for byte in packed)
+    return None if mac.lower() == generated else mac

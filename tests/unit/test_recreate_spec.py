@@ -1,0 +1,430 @@
+"""Rules of ``build_create_spec``, checked against inspect JSON recorded from real engines.
+
+``data/inspect-api1.41.json`` (Engine 20.10) and ``data/inspect-api1.45.json`` (Engine 26.1)
+were written by ``data/record_inspect.py``: one image v1 with every default the rules care
+about (env, labels, workdir, volume, exposed port, user, healthcheck, stop signal, entrypoint
+and cmd), its v2, and one container per scenario. No engine is needed here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watchkeeper.containers.recreate import (
+    COMPOSE_IMAGE_LABEL,
+    PREVIOUS_ID_LABEL,
+    PREVIOUS_IMAGE_LABEL,
+    CreateSpec,
+    build_create_spec,
+)
+from watchkeeper.containers.swap import aside_name, find_dependents
+
+DATA = Path(__file__).parent / "data"
+API_VERSIONS = ("1.41", "1.45")
+
+
+@cache
+def _load(api_version: str) -> dict[str, Any]:
+    return dict(json.loads((DATA / f"inspect-api{api_version}.json").read_text()))
+
+
+def record(api_version: str) -> dict[str, Any]:
+    """A fresh copy of one engine's recording (tests may modify it)."""
+    return copy.deepcopy(_load(api_version))
+
+
+def spec_of(
+    scenario: str,
+    api_version: str = "1.41",
+    *,
+    names_by_id: dict[str, str] | None = None,
+    container: dict[str, Any] | None = None,
+) -> CreateSpec:
+    """The spec of one recorded scenario, created with the recording's own API version."""
+    data = record(api_version)
+    return build_create_spec(
+        container or data["containers"][scenario],
+        data["old_image"],
+        data["new_image"],
+        api_version=api_version,
+        names_by_id=names_by_id or {},
+    )
+
+
+@pytest.fixture(params=API_VERSIONS)
+def api_version(request: pytest.FixtureRequest) -> str:
+    """Each recorded engine version in turn."""
+    return str(request.param)
+
+
+def test_spec_recorded_engines_match_file_names() -> None:
+    """The recordings come from the engine versions their names say."""
+    assert _load("1.41")["engine_version"].startswith("20.10")
+    assert _load("1.45")["engine_version"].startswith("26.")
+
+
+def test_spec_env_equal_to_old_image_is_dropped(api_version: str) -> None:
+    """Env entries inherited from the old image go; the user's own entries stay."""
+    assert spec_of("full", api_version).body["Env"] == ["B=3", "C=4"]
+    assert "Env" not in spec_of("plain", api_version).body
+
+
+def test_spec_labels_of_old_image_dropped_user_labels_kept(api_version: str) -> None:
+    """Labels equal (key and value) to the old image's go; overrides of them stay."""
+    labels = spec_of("full", api_version).body["Labels"]
+    assert labels["user"] == "1"
+    assert labels["keep"] == "mine"  # the image says "image": a user override
+    assert "org.example.image" not in labels  # same key and value as the old image
+
+
+def test_spec_previous_labels_name_old_container_and_image(api_version: str) -> None:
+    """The replacement carries its predecessor's container and image IDs for recovery."""
+    data = record(api_version)
+    old = data["containers"]["full"]
+    labels = spec_of("full", api_version).body["Labels"]
+    assert labels[PREVIOUS_ID_LABEL] == old["Id"]
+    assert labels[PREVIOUS_IMAGE_LABEL] == old["Image"] == data["old_image"]["Id"]
+
+
+def test_spec_compose_image_label_points_to_new_image(api_version: str) -> None:
+    """``com.docker.compose.image`` is rewritten to the new image ID, other compose labels kept."""
+    data = record(api_version)
+    labels = spec_of("compose", api_version).body["Labels"]
+    assert labels[COMPOSE_IMAGE_LABEL] == data["new_image"]["Id"]
+    assert labels["com.docker.compose.project"] == "demo"
+    assert labels["com.docker.compose.service"] == "web"
+    assert labels["com.docker.compose.config-hash"] == "abc"
+    assert labels["com.docker.compose.oneoff"] == "False"
+
+
+def test_spec_without_compose_label_adds_none(api_version: str) -> None:
+    """A container that compose does not own gets no compose label."""
+    assert COMPOSE_IMAGE_LABEL not in spec_of("full", api_version).body["Labels"]
+
+
+def test_spec_exposed_ports_old_image_dropped_published_readded(api_version: str) -> None:
+    """The image's EXPOSE goes, unless published; the user's --expose stays."""
+    assert spec_of("full", api_version).body["ExposedPorts"] == {
+        "80/tcp": {},
+        "53/udp": {},
+        "9000/tcp": {},
+    }
+    assert "ExposedPorts" not in spec_of("plain", api_version).body
+
+
+def test_spec_volumes_of_old_image_dropped(api_version: str) -> None:
+    """The image's VOLUME goes from Config.Volumes; the user's anonymous volume stays."""
+    assert spec_of("full", api_version).body["Volumes"] == {
+        "/bind": {},
+        "/named": {},
+        "/userdata": {},
+    }
+    assert "Volumes" not in spec_of("plain", api_version).body
+
+
+def test_spec_image_entrypoint_dropped_user_cmd_kept(api_version: str) -> None:
+    """Entrypoint equal to the image's goes; a Cmd override stays."""
+    body = spec_of("full", api_version).body
+    assert "Entrypoint" not in body
+    assert body["Cmd"] == ["sleep 1000"]
+
+
+def test_spec_image_entrypoint_and_cmd_both_dropped(api_version: str) -> None:
+    """A container that overrode neither gets the new image's entrypoint and cmd."""
+    body = spec_of("plain", api_version).body
+    assert "Entrypoint" not in body
+    assert "Cmd" not in body
+
+
+def test_spec_entrypoint_override_keeps_cmd_as_is(api_version: str) -> None:
+    """With the entrypoint overridden, Cmd is kept even where it equals the image's."""
+    body = spec_of("entrypoint", api_version).body
+    assert body["Entrypoint"] == ["sleep"]
+    assert body["Cmd"] == ["1000"]
+    container = record(api_version)["containers"]["entrypoint"]
+    container["Config"]["Cmd"] = ["sleep 3600"]  # the old image's Cmd
+    assert spec_of("", api_version, container=container).body["Cmd"] == ["sleep 3600"]
+
+
+def test_spec_entrypoint_reset_by_user_stays_empty() -> None:
+    """An entrypoint emptied by the user (``--entrypoint ""``) is sent as ``[]``, not left out."""
+    container = record("1.41")["containers"]["entrypoint"]
+    container["Config"]["Entrypoint"] = None
+    assert spec_of("", container=container).body["Entrypoint"] == []
+
+
+def test_spec_workdir_user_stopsignal_equal_to_image_dropped(api_version: str) -> None:
+    """WorkingDir/User/StopSignal equal to the old image's go, overrides stay."""
+    full = spec_of("full", api_version).body
+    assert "WorkingDir" not in full  # -w /data equals the image's WORKDIR
+    assert full["User"] == "0"
+    assert full["StopSignal"] == "SIGTERM"
+    plain = spec_of("plain", api_version).body
+    assert not {"WorkingDir", "User", "StopSignal"} & plain.keys()
+
+
+def test_spec_stop_timeout_and_domainname_kept(api_version: str) -> None:
+    """StopTimeout and Domainname (never image defaults) are carried."""
+    body = spec_of("full", api_version).body
+    assert body["StopTimeout"] == 7
+    assert body["Domainname"] == "example.test"
+    assert "Domainname" not in spec_of("plain", api_version).body
+
+
+def test_spec_healthcheck_keeps_only_fields_user_changed(api_version: str) -> None:
+    """A healthcheck override of the interval keeps the interval only (test comes from image)."""
+    assert spec_of("full", api_version).body["Healthcheck"] == {"Interval": 3_000_000_000}
+    assert "Healthcheck" not in spec_of("plain", api_version).body
+
+
+def test_spec_healthcheck_disabled_by_user_is_kept() -> None:
+    """``--no-healthcheck`` (Test NONE) differs from the image and is carried."""
+    container = record("1.41")["containers"]["plain"]
+    container["Config"]["Healthcheck"] = {"Test": ["NONE"]}
+    assert spec_of("", container=container).body["Healthcheck"] == {"Test": ["NONE"]}
+
+
+def test_spec_hostname_user_set_kept_short_id_dropped(api_version: str) -> None:
+    """A user hostname is carried; the engine's default (the short ID) is not."""
+    assert spec_of("full", api_version).body["Hostname"] == "myhost"
+    assert "Hostname" not in spec_of("plain", api_version).body
+
+
+def test_spec_container_network_mode_hostname_dropped_and_pinned_by_name(
+    api_version: str,
+) -> None:
+    """``container:<id>`` becomes ``container:<name>``; no hostname, no endpoints."""
+    data = record(api_version)
+    parent = data["containers"]["plain"]
+    spec = spec_of("network_child", api_version, names_by_id={parent["Id"]: parent["Name"]})
+    assert spec.body["HostConfig"]["NetworkMode"] == "container:" + parent["Name"].lstrip("/")
+    assert "Hostname" not in spec.body
+    assert "NetworkingConfig" not in spec.body
+    assert "MacAddress" not in spec.body
+    assert spec.extra_networks == {}
+
+
+def test_spec_container_network_mode_unknown_id_kept(api_version: str) -> None:
+    """Without a name for the parent's ID the mode is left as the engine reported it."""
+    data = record(api_version)
+    mode = data["containers"]["network_child"]["HostConfig"]["NetworkMode"]
+    assert spec_of("network_child", api_version).body["HostConfig"]["NetworkMode"] == mode
+
+
+def test_spec_links_rewritten_to_create_form(api_version: str) -> None:
+    """``/parent:/child/alias`` (inspect) becomes ``parent:alias`` (create)."""
+    data = record(api_version)
+    parent = data["containers"]["plain"]["Name"].lstrip("/")
+    links = spec_of("link_child", api_version).body["HostConfig"]["Links"]
+    assert links == [f"{parent}:parentalias"]
+
+
+def test_spec_host_config_copied(api_version: str) -> None:
+    """Resources, restart policy, caps, ulimits, devices, log, dns... are carried unchanged."""
+    data = record(api_version)
+    old = data["containers"]["full"]["HostConfig"]
+    new = spec_of("full", api_version).body["HostConfig"]
+    for key in (
+        "Binds", "PortBindings", "RestartPolicy", "Memory", "CapAdd", "Ulimits", "Devices",
+        "Tmpfs", "LogConfig", "Sysctls", "Dns", "ExtraHosts", "Init", "ReadonlyRootfs",
+        "ShmSize", "SecurityOpt", "NetworkMode", "AutoRemove",
+    ):  # fmt: skip
+        assert new[key] == old[key], key
+
+
+def test_spec_anonymous_volumes_mounted_by_name(api_version: str) -> None:
+    """Every anonymous volume is mounted by its old name, so its data carries over."""
+    data = record(api_version)
+    old = data["containers"]["full"]
+    anonymous = {
+        m["Destination"]: m["Name"]
+        for m in old["Mounts"]
+        if m["Type"] == "volume" and len(m["Name"]) == 64
+    }
+    assert set(anonymous) == {"/data", "/userdata", "/mnt-anon"}
+    mounts = spec_of("full", api_version).body["HostConfig"]["Mounts"]
+    assert {m["Target"]: m["Source"] for m in mounts} == anonymous
+    assert all(m["Type"] == "volume" for m in mounts)
+    assert len(mounts) == 3  # the --mount without source was named, not duplicated
+
+
+def test_spec_named_volumes_and_binds_not_duplicated_as_mounts(api_version: str) -> None:
+    """Named volumes and binds stay in Binds only."""
+    mounts = spec_of("full", api_version).body["HostConfig"]["Mounts"]
+    assert not {"/named", "/bind"} & {m["Target"] for m in mounts}
+
+
+def test_spec_anonymous_volume_at_bind_destination_skipped() -> None:
+    """A destination already served by a bind gets no second mount."""
+    container = record("1.41")["containers"]["plain"]
+    anonymous = next(m for m in container["Mounts"] if m["Destination"] == "/data")
+    container["HostConfig"]["Binds"] = ["/srv/host:/data:rw"]
+    spec = spec_of("", container=container)
+    assert anonymous["Name"] not in json.dumps(spec.body)
+
+
+def test_spec_second_swap_does_not_add_mounts_again(api_version: str) -> None:
+    """A replacement's own Mounts entry (named by Source) is not counted as anonymous again."""
+    first = spec_of("full", api_version).body["HostConfig"]["Mounts"]
+    container = record(api_version)["containers"]["full"]
+    container["HostConfig"]["Mounts"] = copy.deepcopy(first)
+    again = spec_of("", api_version, container=container).body["HostConfig"]["Mounts"]
+    assert again == first
+
+
+def test_spec_networks_api_141_one_endpoint_at_create_rest_connected() -> None:
+    """API < 1.44: the NetworkMode network at create, every other one connected after."""
+    data = record("1.41")
+    old = data["containers"]["full"]
+    net_a = old["HostConfig"]["NetworkMode"]
+    (net_b,) = set(old["NetworkSettings"]["Networks"]) - {net_a}
+    spec = spec_of("full", "1.41")
+    assert spec.body["NetworkingConfig"] == {
+        "EndpointsConfig": {
+            net_a: {"IPAMConfig": {"IPv4Address": "10.231.251.10"}, "Aliases": ["a1", "myhost"]}
+        }
+    }
+    assert spec.extra_networks == {net_b: {"Aliases": ["a2", "myhost"]}}
+
+
+def test_spec_networks_short_id_alias_dropped(api_version: str) -> None:
+    """The old container's short ID is never carried as an alias."""
+    data = record(api_version)
+    short = data["containers"]["full"]["Id"][:12]
+    spec = spec_of("full", api_version)
+    assert short not in json.dumps(spec.body["NetworkingConfig"])
+    assert short not in json.dumps(spec.extra_networks)
+
+
+def test_spec_user_mac_in_config_before_api_144() -> None:
+    """API < 1.44 takes the user's MAC in Config.MacAddress, and nowhere else."""
+    spec = spec_of("full", "1.41")
+    assert spec.body["MacAddress"] == "02:aa:bb:cc:dd:01"
+    endpoints = spec.body["NetworkingConfig"]["EndpointsConfig"]
+    assert all(
+        "MacAddress" not in ep for ep in [*endpoints.values(), *spec.extra_networks.values()]
+    )
+
+
+def test_spec_networks_api_145_all_endpoints_at_create_mac_on_endpoint() -> None:
+    """API >= 1.44: every endpoint at create, the user MAC on its endpoint, none in Config."""
+    data = record("1.45")
+    old = data["containers"]["full"]
+    net_a = old["HostConfig"]["NetworkMode"]
+    (net_b,) = set(old["NetworkSettings"]["Networks"]) - {net_a}
+    spec = spec_of("full", "1.45")
+    assert spec.extra_networks == {}
+    assert "MacAddress" not in spec.body
+    assert spec.body["NetworkingConfig"]["EndpointsConfig"] == {
+        net_a: {
+            "IPAMConfig": {"IPv4Address": "10.231.251.10"},
+            "Aliases": ["a1"],
+            "MacAddress": "02:aa:bb:cc:dd:01",
+        },
+        net_b: {"Aliases": ["a2"]},  # its 02:42:+IP MAC is the engine's own
+    }
+
+
+def test_spec_recorded_141_inspect_for_api_145_moves_mac_to_endpoint() -> None:
+    """The same 1.41 inspect, created at 1.45, puts the Config MAC on the primary endpoint."""
+    data = record("1.41")
+    spec = build_create_spec(
+        data["containers"]["full"],
+        data["old_image"],
+        data["new_image"],
+        api_version="1.45",
+        names_by_id={},
+    )
+    net_a = data["containers"]["full"]["HostConfig"]["NetworkMode"]
+    endpoints = spec.body["NetworkingConfig"]["EndpointsConfig"]
+    assert endpoints[net_a]["MacAddress"] == "02:aa:bb:cc:dd:01"
+    assert len(endpoints) == 2
+    assert "MacAddress" not in spec.body
+
+
+def test_spec_generated_mac_not_carried(api_version: str) -> None:
+    """An engine-made MAC (02:42: + IP) is carried neither in Config nor on an endpoint."""
+    spec = spec_of("plain", api_version)
+    assert "MacAddress" not in spec.body
+    assert "02:42:" not in json.dumps(spec.body)
+
+
+def test_spec_desired_mac_address_decides_on_engines_that_report_it() -> None:
+    """Engines 25-27 report ``DesiredMacAddress``: empty means the MAC is generated."""
+    container = record("1.45")["containers"]["full"]
+    for endpoint in container["NetworkSettings"]["Networks"].values():
+        endpoint["DesiredMacAddress"] = ""
+    spec = spec_of("", "1.45", container=container)
+    assert "MacAddress" not in json.dumps(spec.body)
+
+
+def test_spec_stopped_container_mac_trusted_only_before_api_144() -> None:
+    """Without an IP, a 02:42: MAC is the user's on 20.10 but undecidable on 26.1 (dropped)."""
+    assert spec_of("stopped_mac", "1.41").body["MacAddress"] == "02:42:0a:0b:0c:0d"
+    assert "02:42:0a:0b:0c:0d" not in json.dumps(spec_of("stopped_mac", "1.45").body)
+
+
+def test_spec_default_bridge_primary_keyed_by_network_mode(api_version: str) -> None:
+    """On the default network the one endpoint is keyed by NetworkMode, nothing is connected."""
+    data = record(api_version)
+    mode = data["containers"]["plain"]["HostConfig"]["NetworkMode"]
+    spec = spec_of("plain", api_version)
+    assert spec.body["NetworkingConfig"] == {"EndpointsConfig": {mode: {}}}
+    assert spec.extra_networks == {}
+
+
+def test_spec_host_network_has_no_endpoints(api_version: str) -> None:
+    """``host`` mode: no NetworkingConfig, nothing to connect, no MAC."""
+    spec = spec_of("host_network", api_version)
+    assert spec.body["HostConfig"]["NetworkMode"] == "host"
+    assert "NetworkingConfig" not in spec.body
+    assert "MacAddress" not in spec.body
+    assert spec.extra_networks == {}
+
+
+def test_spec_name_and_image_reference_kept(api_version: str) -> None:
+    """Same name (without the slash), and Config.Image stays the user's reference."""
+    data = record(api_version)
+    spec = spec_of("full", api_version)
+    assert spec.name == data["containers"]["full"]["Name"].lstrip("/")
+    assert spec.body["Image"] == "wk-record/app:1"
+
+
+def test_spec_build_leaves_inputs_untouched_and_is_json(api_version: str) -> None:
+    """The inspect dicts are not modified and the body serialises as JSON."""
+    data = record(api_version)
+    before = copy.deepcopy(data)
+    for name, container in data["containers"].items():
+        spec = build_create_spec(
+            container,
+            data["old_image"],
+            data["new_image"],
+            api_version=api_version,
+            names_by_id={},
+        )
+        json.dumps(spec.body)
+        assert spec.name, name
+    assert data == before
+
+
+def test_dependents_of_parent_are_namespace_and_link_children(api_version: str) -> None:
+    """``container:<parent id>`` and a link to the parent make a dependent; others do not."""
+    data = record(api_version)
+    containers = data["containers"]
+    found = find_dependents(list(containers.values()), containers["plain"])
+    assert {c["Id"] for c in found} == {
+        containers["network_child"]["Id"],
+        containers["link_child"]["Id"],
+    }
+    assert find_dependents(list(containers.values()), containers["full"]) == []
+
+
+def test_aside_name_marks_old_container_with_id_prefix() -> None:
+    """The aside name is recognisable and names the old container's ID."""
+    assert aside_name("/web", "0123456789abcdef") == "web-wk-old-01234567"
