@@ -41,7 +41,8 @@ def build_services(settings: Settings) -> Services:
 
     Raises EngineUnreachableError when an engine cannot be reached (nothing is touched then).
     """
-    engines = [Engine.connect(url) for url in (settings.docker_hosts or [None])]
+    urls: list[str | None] = list(settings.docker_hosts) or [None]
+    engines = [Engine.connect(url) for url in urls]
     credentials = CredentialStore.load(
         repo_user=settings.repo_user,
         repo_pass=settings.repo_pass.get_secret_value() if settings.repo_pass else None,

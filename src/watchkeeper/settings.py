@@ -57,14 +57,24 @@ OptionalDuration = Annotated[float | None, BeforeValidator(parse_duration)]
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 
 
-def _meta(
-    description: str, *aliases: str, secret: bool = False, unprefixed: bool = False
-) -> dict[str, Any]:
-    """Field metadata read by the env source and the README table generator."""
-    return {
-        "json_schema_extra": {"aliases": list(aliases), "secret": secret, "unprefixed": unprefixed},
-        "description": description,
-    }
+def setting(
+    default: Any,
+    description: str,
+    *aliases: str,
+    secret: bool = False,
+    factory: Any = None,
+    **constraints: Any,
+) -> Any:
+    """A settings field whose metadata (aliases, secrecy) the env source and README table read."""
+    extra: dict[str, Any] = {"aliases": list(aliases), "secret": secret}
+    if factory is not None:
+        return Field(
+            default_factory=factory,
+            description=description,
+            json_schema_extra=extra,
+            **constraints,
+        )
+    return Field(default, description=description, json_schema_extra=extra, **constraints)
 
 
 def default_state_dir() -> Path:
@@ -78,123 +88,102 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", validate_default=True)
 
-    poll_interval: Duration = Field(
-        300.0, gt=0, **_meta("time between runs", "WATCHTOWER_POLL_INTERVAL")
+    poll_interval: Duration = setting(300.0, "time between runs", "WATCHTOWER_POLL_INTERVAL", gt=0)
+    schedule: str | None = setting(
+        None, "cron instead of the interval (5 fields, or 6 with seconds)", "WATCHTOWER_SCHEDULE"
     )
-    schedule: str | None = Field(
+    run_on_start: bool = setting(True, "first run right at start")
+    docker_hosts: CommaList = setting(
         None,
-        **_meta(
-            "cron instead of the interval (5 fields, or 6 with seconds)", "WATCHTOWER_SCHEDULE"
-        ),
+        "comma list of engines to watch (default: DOCKER_HOST or the local socket)",
+        "DOCKER_HOST",
+        factory=list,
     )
-    run_on_start: bool = Field(True, **_meta("first run right at start"))
-    docker_hosts: CommaList = Field(
-        default_factory=list,
-        **_meta(
-            "comma list of engines to watch (default: DOCKER_HOST or the local socket)",
-            "DOCKER_HOST",
-        ),
+    cleanup: bool = setting(
+        True, "remove the old image once no container uses it", "WATCHTOWER_CLEANUP"
     )
-    cleanup: bool = Field(
-        True, **_meta("remove the old image once no container uses it", "WATCHTOWER_CLEANUP")
+    monitor_only: bool = setting(
+        False, "check and notify, never pull or recreate", "WATCHTOWER_MONITOR_ONLY"
     )
-    monitor_only: bool = Field(
-        False, **_meta("check and notify, never pull or recreate", "WATCHTOWER_MONITOR_ONLY")
+    no_pull: bool = setting(False, "compare with the local tag only", "WATCHTOWER_NO_PULL")
+    label_enable: bool = setting(
+        False, "watch only containers labelled watchkeeper.enable=true", "WATCHTOWER_LABEL_ENABLE"
     )
-    no_pull: bool = Field(False, **_meta("compare with the local tag only", "WATCHTOWER_NO_PULL"))
-    label_enable: bool = Field(
-        False,
-        **_meta(
-            "watch only containers labelled watchkeeper.enable=true", "WATCHTOWER_LABEL_ENABLE"
-        ),
+    disable_containers: CommaList = setting(
+        None, "names never touched", "WATCHTOWER_DISABLE_CONTAINERS", factory=list
     )
-    disable_containers: CommaList = Field(
-        default_factory=list, **_meta("names never touched", "WATCHTOWER_DISABLE_CONTAINERS")
+    scope: str | None = setting(
+        None, "watch only containers whose scope label equals this", "WATCHTOWER_SCOPE"
     )
-    scope: str | None = Field(
-        None, **_meta("watch only containers whose scope label equals this", "WATCHTOWER_SCOPE")
+    include_stopped: bool = setting(
+        False, "also watch stopped containers", "WATCHTOWER_INCLUDE_STOPPED"
     )
-    include_stopped: bool = Field(
-        False, **_meta("also watch stopped containers", "WATCHTOWER_INCLUDE_STOPPED")
+    revive_stopped: bool = setting(
+        False, "start stopped containers after updating them", "WATCHTOWER_REVIVE_STOPPED"
     )
-    revive_stopped: bool = Field(
-        False, **_meta("start stopped containers after updating them", "WATCHTOWER_REVIVE_STOPPED")
+    include_restarting: bool = setting(
+        False, "also watch restarting containers", "WATCHTOWER_INCLUDE_RESTARTING"
     )
-    include_restarting: bool = Field(
-        False, **_meta("also watch restarting containers", "WATCHTOWER_INCLUDE_RESTARTING")
-    )
-    stop_timeout: OptionalDuration = Field(
+    stop_timeout: OptionalDuration = setting(
         None,
+        "grace period before a stop is forced (default: the container's own, else 10s)",
+        "WATCHTOWER_TIMEOUT",
         ge=0,
-        **_meta(
-            "grace period before a stop is forced (default: the container's own, else 10s)",
-            "WATCHTOWER_TIMEOUT",
-        ),
     )
-    rolling_restart: bool = Field(
-        False, **_meta("update one container at a time", "WATCHTOWER_ROLLING_RESTART")
+    rolling_restart: bool = setting(
+        False, "update one container at a time", "WATCHTOWER_ROLLING_RESTART"
     )
-    rollback: bool = Field(True, **_meta("restore the old container when the new one fails"))
-    health_timeout: OptionalDuration = Field(
-        None, gt=0, **_meta("how long a new container has to become healthy")
+    rollback: bool = setting(True, "restore the old container when the new one fails")
+    health_timeout: OptionalDuration = setting(
+        None, "how long a new container has to become healthy", gt=0
     )
-    stability_window: Duration = Field(
-        10.0, ge=0, **_meta("a container without healthcheck must stay running this long")
+    stability_window: Duration = setting(
+        10.0, "a container without healthcheck must stay running this long", ge=0
     )
-    lifecycle_hooks: bool = Field(
-        False, **_meta("run the lifecycle labels' commands", "WATCHTOWER_LIFECYCLE_HOOKS")
+    lifecycle_hooks: bool = setting(
+        False, "run the lifecycle labels' commands", "WATCHTOWER_LIFECYCLE_HOOKS"
     )
-    http_api_token: SecretStr | None = Field(
-        None,
-        **_meta(
-            "bearer token; the API is off without it", "WATCHTOWER_HTTP_API_TOKEN", secret=True
-        ),
+    http_api_token: SecretStr | None = setting(
+        None, "bearer token; the API is off without it", "WATCHTOWER_HTTP_API_TOKEN", secret=True
     )
-    http_api_listen: str = Field("0.0.0.0:8080", **_meta("address of the HTTP API"))
-    http_api_update: bool = Field(
-        True, **_meta("false turns /v1/update off", "WATCHTOWER_HTTP_API_UPDATE")
+    http_api_listen: str = setting("0.0.0.0:8080", "address of the HTTP API")
+    http_api_update: bool = setting(
+        True, "false turns /v1/update off", "WATCHTOWER_HTTP_API_UPDATE"
     )
-    http_api_metrics: bool = Field(
-        True, **_meta("false turns /v1/metrics off", "WATCHTOWER_HTTP_API_METRICS")
+    http_api_metrics: bool = setting(
+        True, "false turns /v1/metrics off", "WATCHTOWER_HTTP_API_METRICS"
     )
-    state_dir: Path = Field(
-        default_factory=default_state_dir, **_meta("small state: failed and notified digests")
+    state_dir: Path = setting(
+        None, "small state: failed and notified digests", factory=default_state_dir
     )
-    sendgrid_api_key: SecretStr | None = Field(
-        None,
-        **_meta("enables e-mail through SendGrid", "SENDGRID_API_KEY", secret=True),
+    sendgrid_api_key: SecretStr | None = setting(
+        None, "enables e-mail through SendGrid", "SENDGRID_API_KEY", secret=True
     )
-    sendgrid_api_host: str = Field(
-        "https://api.sendgrid.com",
-        **_meta("SendGrid API host, e.g. https://api.eu.sendgrid.com"),
+    sendgrid_api_host: str = setting(
+        "https://api.sendgrid.com", "SendGrid API host, e.g. https://api.eu.sendgrid.com"
     )
-    email_from: str | None = Field(
-        None,
-        **_meta("sender address (verified in SendGrid)", "WATCHTOWER_NOTIFICATION_EMAIL_FROM"),
+    email_from: str | None = setting(
+        None, "sender address (verified in SendGrid)", "WATCHTOWER_NOTIFICATION_EMAIL_FROM"
     )
-    email_to: CommaList = Field(
-        default_factory=list,
-        **_meta("comma list of recipients", "WATCHTOWER_NOTIFICATION_EMAIL_TO"),
+    email_to: CommaList = setting(
+        None, "comma list of recipients", "WATCHTOWER_NOTIFICATION_EMAIL_TO", factory=list
     )
-    notify_on: Literal["changes", "failures", "always", "never"] = Field(
-        "changes", **_meta("when to send the run summary: changes, failures, always, never")
+    notify_on: Literal["changes", "failures", "always", "never"] = setting(
+        "changes", "when to send the run summary: changes, failures, always, never"
     )
-    notification_title_tag: str | None = Field(
-        None, **_meta("prefix of every subject", "WATCHTOWER_NOTIFICATION_TITLE_TAG")
+    notification_title_tag: str | None = setting(
+        None, "prefix of every subject", "WATCHTOWER_NOTIFICATION_TITLE_TAG"
     )
-    log_format: Literal["auto", "json", "console"] = Field(
-        "auto",
-        **_meta(
-            "auto (JSON when stdout is not a terminal), json, console", "WATCHTOWER_LOG_FORMAT"
-        ),
+    log_format: Literal["auto", "json", "console"] = setting(
+        "auto", "auto (JSON when stdout is not a terminal), json, console", "WATCHTOWER_LOG_FORMAT"
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", **_meta("debug, info, warning, error", "WATCHTOWER_LOG_LEVEL")
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", "debug, info, warning, error", "WATCHTOWER_LOG_LEVEL"
     )
-    registry_concurrency: int = Field(8, ge=1, le=64, **_meta("parallel registry checks"))
-    repo_user: str | None = Field(None, **_meta("registry user for every registry", "REPO_USER"))
-    repo_pass: SecretStr | None = Field(
-        None, **_meta("registry password for every registry", "REPO_PASS", secret=True)
+    registry_concurrency: int = setting(8, "parallel registry checks", ge=1, le=64)
+    repo_user: str | None = setting(None, "registry user for every registry", "REPO_USER")
+    repo_pass: SecretStr | None = setting(
+        None, "registry password for every registry", "REPO_PASS", secret=True
     )
 
     @field_validator("log_format", "log_level", "notify_on", mode="before")
@@ -412,3 +401,32 @@ def check_consistency(settings: Settings, origin: Mapping[str, str]) -> None:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", addr):
             var = "email_from" if addr == settings.email_from else "email_to"
             raise ConfigError(origin.get(var, PREFIX + var.upper()), f"{addr!r} is not an e-mail")
+
+
+def _default_text(name: str, info: FieldInfo) -> str:
+    """How a field's default reads in the README."""
+    if info.default_factory is not None:
+        return {"state_dir": "`~/.local/state/watchkeeper`"}.get(name, "—")
+    default = info.default
+    if default is None:
+        return "—"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if name in ("poll_interval", "stability_window"):
+        return f"`{int(default)}s`"
+    return f"`{default}`"
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from the fields so the two cannot drift."""
+    lines = [
+        "| setting (`WATCHKEEPER_` + name) | default | meaning | also read from |",
+        "|---|---|---|---|",
+    ]
+    for name, info in Settings.model_fields.items():
+        aliases = env_names(name, info)[1:]
+        secret = " (secret: also `_FILE`)" if is_secret(info) else ""
+        also = ", ".join(f"`{a}`" for a in aliases) or "—"
+        default = _default_text(name, info)
+        lines.append(f"| `{name.upper()}`{secret} | {default} | {info.description} | {also} |")
+    return "\n".join(lines)
