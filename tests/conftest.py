@@ -215,13 +215,15 @@ class ImageFactory:
     def build(self, tag: str, *lines: str, marker: str | None = None) -> str:
         """Build ``tag`` from the busybox root plus Dockerfile ``lines``; return the image ID.
 
-        ``marker`` (default: the tag) is written into /version so every variant differs.
+        The tag and ``marker`` are written into /version so every variant differs.
         """
         dockerfile = "FROM scratch\nCOPY r/ /\n" + "\n".join(lines) + "\n"
         context = io.BytesIO()
         with tarfile.open(fileobj=context, mode="w") as tar:
             tar.add(self.root, arcname="r")
-            data = (marker or tag).encode()
+            # The tag is part of the content so that no two tests share an image through the
+            # build cache (a shared image ID would make one test's cleanup another's failure).
+            data = f"{tag} {marker or ''}".encode()
             info = tarfile.TarInfo("r/version")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
