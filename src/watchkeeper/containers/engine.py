@@ -10,6 +10,7 @@ not know about is lost between the inspect of the old container and its replacem
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +21,22 @@ import docker
 import docker.auth
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
-from watchkeeper.containers.recreate import CreateSpec
+from watchkeeper.containers.recreate import CreateSpec, parse_api_version
 from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
 
-_TRANSLATED = (docker.errors.DockerException, requests.exceptions.RequestException)
+# urllib3's own errors escape requests while a streamed body (pull progress) is read.
+_TRANSLATED = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+)
 # Extra HTTP time on top of an engine-side wait (stop grace period, kill), so the engine
 # answers before the socket gives up.
 _HTTP_MARGIN_S = 15.0
+# From this API version ``POST /containers/{id}/stop`` takes a ``signal``.
+_STOP_SIGNAL_API = (1, 42)
 
 
 class NotFoundError(EngineError):
@@ -36,11 +45,15 @@ class NotFoundError(EngineError):
 
 @contextmanager
 def _translated(action: str, error: type[EngineError] = EngineError) -> Iterator[None]:
-    """Re-raise docker-py/requests failures of ``action`` as ``error`` (404 as NotFoundError)."""
+    """Re-raise docker-py/requests failures of ``action`` as ``error``.
+
+    A 404 becomes NotFoundError unless a more specific ``error`` (PullError) was asked for.
+    """
     try:
         yield
     except docker.errors.NotFound as exc:
-        raise NotFoundError(f"{action}: {_explain(exc)}") from exc
+        kind = NotFoundError if error is EngineError else error
+        raise kind(f"{action}: {_explain(exc)}") from exc
     except _TRANSLATED as exc:
         raise error(f"{action}: {_explain(exc)}") from exc
 
@@ -68,7 +81,7 @@ class Engine:
         self._api = client.api
         self._timeout = timeout
         self.api_version: str = str(self._api.api_version)
-        self.host_label: str = _host_label(base_url, self.info())
+        self.host_label: str = _host_label(base_url or os.environ.get("DOCKER_HOST"), self.info())
 
     @classmethod
     def connect(cls, base_url: str | None, *, timeout: float = 60.0) -> Engine:
@@ -208,21 +221,43 @@ class Engine:
     def stop(self, container_id: str, *, signal: str | None, timeout_s: float) -> None:
         """Stop a container: ``signal`` (else its own StopSignal), SIGKILL after ``timeout_s``.
 
-        The engine's stop always sends the container's StopSignal, so a label-given signal is
-        sent with kill and followed by a bounded wait. Raises EngineError.
+        From API 1.42 the engine's stop takes the signal; before, the label-given signal is
+        sent with kill and followed by a bounded wait. A stopped container is a no-op.
+        Raises EngineError.
         """
-        grace = max(0, round(timeout_s))
-        if signal is None:
-            with _translated(f"stop {container_id}"):
-                # Explicit t: without it docker-py sizes its HTTP timeout to 10 s only.
-                self._api.stop(container_id, timeout=grace)
-            return
-        if not self._kill(container_id, signal):
-            return
-        if not self._wait_stopped(container_id, grace):
+        grace = max(0, math.ceil(timeout_s))  # never shorten the grace period
+        if signal is None or parse_api_version(self.api_version) >= _STOP_SIGNAL_API:
+            self._engine_stop(container_id, grace, signal)
+        else:
+            self._stop_with_kill(container_id, signal, grace)
+
+    def _engine_stop(self, container_id: str, grace: int, signal: str | None) -> None:
+        """``POST /containers/{id}/stop`` with an explicit ``t``. Raises EngineError.
+
+        docker-py's ``stop(timeout=None)`` sends no ``t`` yet sizes its HTTP timeout for 10 s;
+        here the HTTP timeout is the client's plus the grace period.
+        """
+        params: dict[str, Any] = {"t": grace}
+        if signal:
+            params["signal"] = signal
+        url = self._api._url("/containers/{0}/stop", container_id)
+        with _translated(f"stop {container_id}"):
+            response = self._api._post(url, params=params, timeout=self._timeout + grace)
+            self._api._raise_for_status(response)  # 304 (not running) is fine
+
+    def _stop_with_kill(self, container_id: str, signal: str, grace: int) -> None:
+        """API < 1.42: kill with ``signal``, wait ``grace``, SIGKILL. Raises EngineError.
+
+        A safety net follows: a container found running or restarting afterwards (a restart
+        policy that brought it back; Engine 20.10 was seen not to) is stopped once more with
+        the engine's own stop, which always cancels the policy.
+        """
+        if self._kill(container_id, signal) and not self._wait_stopped(container_id, grace):
             self._kill(container_id, "SIGKILL")
-            if not self._wait_stopped(container_id, _HTTP_MARGIN_S):
-                raise EngineError(f"stop {container_id}: still running after SIGKILL")
+            self._wait_stopped(container_id, _HTTP_MARGIN_S)
+        state = self.inspect_container(container_id).get("State") or {}
+        if state.get("Running") or state.get("Restarting"):
+            self._engine_stop(container_id, grace, None)
 
     def _kill(self, container_id: str, signal: str) -> bool:
         """Send ``signal``; False when the container is not running (409). Raises EngineError."""

@@ -67,7 +67,7 @@ def build_create_spec(
     ``names_by_id`` maps container IDs to names (from the run's snapshot) so that a
     ``container:<id>`` network mode can point at the parent's name. Raises nothing.
     """
-    endpoints_at_create = _version(api_version) >= _ENDPOINTS_AT_CREATE
+    endpoints_at_create = parse_api_version(api_version) >= _ENDPOINTS_AT_CREATE
     mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "default")
     endpoints = _endpoints(container, mode, with_mac=endpoints_at_create)
     body = _user_config(container, old_image.get("Config") or {}, mode)
@@ -89,8 +89,8 @@ def build_create_spec(
     )
 
 
-def _version(api_version: str) -> tuple[int, ...]:
-    """``"1.41"`` -> ``(1, 41)``; unparsable parts count as 0."""
+def parse_api_version(api_version: str) -> tuple[int, ...]:
+    """``"1.41"`` -> ``(1, 41)``, comparable with tuples; unparsable parts count as 0."""
     return tuple(int(part) if part.isdigit() else 0 for part in api_version.split("."))
 
 
