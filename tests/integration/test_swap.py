@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import re
 import socket
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -692,3 +694,31 @@ def test_engine_pull_stalled_registry_times_out() -> None:
         server.shutdown()
         server.server_close()
         engine.close()
+
+
+def test_engine_pull_error_in_stream_raises_and_keeps_local_tag(
+    docker_client: docker.DockerClient,
+    engine: Engine,
+    images: ImageFactory,
+    registry: Registry,
+) -> None:
+    """A layer missing in the registry fails the pull (stream error), the tag stays on v1."""
+    tag = f"{registry.host}/halfway:1"
+    v1 = build_v1(docker_client, images, tag, SLEEP)
+    v2 = push_update(docker_client, images, tag, v1, SLEEP, "LABEL v=2")
+    docker_client.images.remove(v2, force=True)  # so the pull must download its layer
+    request = urllib.request.Request(
+        f"http://{registry.host}/v2/halfway/manifests/1",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (loopback http)
+        layer = json.loads(answer.read())["layers"][-1]["digest"].split(":")[1]
+    blob = registry.root / "data/docker/registry/v2/blobs/sha256" / layer[:2] / layer / "data"
+    blob.unlink()
+
+    with pytest.raises(PullError, match="halfway"):
+        engine.pull_image(f"{registry.host}/halfway", "1", None)
+
+    local = engine.inspect_image(tag)
+    assert local is not None
+    assert local["Id"] == v1

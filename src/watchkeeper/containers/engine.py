@@ -32,9 +32,8 @@ _TRANSLATED = (
     requests.exceptions.RequestException,
     urllib3.exceptions.HTTPError,
 )
-# Extra HTTP time on top of an engine-side wait (stop grace period, kill), so the engine
-# answers before the socket gives up.
-_HTTP_MARGIN_S = 15.0
+# How long a container may take to go away after SIGKILL.
+_KILL_WAIT_S = 15.0
 # From this API version ``POST /containers/{id}/stop`` takes a ``signal``.
 _STOP_SIGNAL_API = (1, 42)
 
@@ -161,9 +160,12 @@ class Engine:
                 stream=True,
                 timeout=self._timeout,
             )
-            self._api._raise_for_status(response)
-            for message in self._api._stream_helper(response, decode=True):
-                _raise_stream_error(ref, message)
+            try:
+                self._api._raise_for_status(response)
+                for message in self._api._stream_helper(response, decode=True):
+                    _raise_stream_error(ref, message)
+            finally:
+                response.close()
         image = self.inspect_image(ref)
         if image is None:
             raise PullError(f"pull {ref}: the engine has no image for the tag afterwards")
@@ -226,7 +228,8 @@ class Engine:
         Raises EngineError.
         """
         grace = max(0, math.ceil(timeout_s))  # never shorten the grace period
-        if signal is None or parse_api_version(self.api_version) >= _STOP_SIGNAL_API:
+        engine_takes_signal = parse_api_version(self.api_version) >= _STOP_SIGNAL_API
+        if signal is None or grace == 0 or engine_takes_signal:  # t=0: SIGKILL at once
             self._engine_stop(container_id, grace, signal)
         else:
             self._stop_with_kill(container_id, signal, grace)
@@ -254,7 +257,7 @@ class Engine:
         """
         if self._kill(container_id, signal) and not self._wait_stopped(container_id, grace):
             self._kill(container_id, "SIGKILL")
-            self._wait_stopped(container_id, _HTTP_MARGIN_S)
+            self._wait_stopped(container_id, _KILL_WAIT_S)
         state = self.inspect_container(container_id).get("State") or {}
         if state.get("Running") or state.get("Restarting"):
             self._engine_stop(container_id, grace, None)

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from watchkeeper.containers.engine import Engine, NotFoundError
-from watchkeeper.containers.recreate import build_create_spec
+from watchkeeper.containers.recreate import CreateSpec, build_create_spec
 from watchkeeper.errors import EngineError
 
 ASIDE_MARKER = "-wk-old-"
@@ -44,13 +44,22 @@ class SwapFailedError(EngineError):
 
 @dataclass(frozen=True)
 class _Swap:
-    """The facts of one swap that the rollback needs."""
+    """One swap: who is replaced, under which names, and how to stop and judge."""
 
     name: str
     old_id: str
     aside: str
     image: str
     was_running: bool
+    start: bool
+    stop_signal: str | None
+    stop_timeout_s: float
+    settle_s: float
+    health_timeout_s: float | None
+
+    def log(self) -> Any:
+        """A logger bound to the container's name and the new image."""
+        return structlog.get_logger().bind(container=self.name, image=self.image)
 
 
 def aside_name(name: str, container_id: str) -> str:
@@ -84,37 +93,47 @@ def swap_container(
     spec = build_create_spec(
         container, old_image, new_image, api_version=engine.api_version, names_by_id=names_by_id
     )
-    state = container.get("State") or {}
+    running = bool((container.get("State") or {}).get("Running"))
+    own_timeout = (container.get("Config") or {}).get("StopTimeout")
     swap = _Swap(
         name=spec.name,
         old_id=str(container["Id"]),
         aside=aside_name(spec.name, str(container["Id"])),
         image=str(new_image.get("Id") or ""),
-        was_running=bool(state.get("Running")),
+        was_running=running,
+        start=running if start_replacement is None else start_replacement,
+        stop_signal=stop_signal or None,
+        stop_timeout_s=_first_set(stop_timeout_s, own_timeout, DEFAULT_STOP_TIMEOUT_S),
+        settle_s=settle_s,
+        health_timeout_s=health_timeout_s,
     )
-    start = swap.was_running if start_replacement is None else start_replacement
-    log = structlog.get_logger().bind(container=swap.name, image=swap.image)
+    return _swap(engine, spec, swap)
+
+
+def _first_set(*values: float | None) -> float:
+    """The first value that is not None (the last one always is set)."""
+    return float(next(value for value in values if value is not None))
+
+
+def _swap(engine: Engine, spec: CreateSpec, swap: _Swap) -> str:
+    """Rename aside, create, stop old, start new, wait, remove old; roll back on any failure.
+
+    Raises EngineError (rename failed, nothing touched) or SwapFailedError.
+    """
     # Rename first: the replacement needs the name, and the aside name marks the swap
     # for a recovery after a crash. Nothing is touched yet if this fails.
     engine.rename(swap.old_id, swap.aside)
-    log.info("container.renamed_aside", container_id=swap.old_id, aside_name=swap.aside)
+    swap.log().info("container.renamed_aside", container_id=swap.old_id, aside_name=swap.aside)
     new_id: str | None = None
     try:
         new_id = engine.create_container(spec)
-        log.info("container.created", container_id=new_id)
-        for network, endpoint in spec.extra_networks.items():
-            engine.connect_network(network, new_id, endpoint)
-        _stop_old(engine, container, swap, stop_timeout_s, stop_signal)
-        if start:
-            engine.start(new_id)
-            log.info("container.started", container_id=new_id)
-            _wait_until_ready(engine, new_id, settle_s, health_timeout_s)
-    except EngineError as exc:
+        swap.log().info("container.created", container_id=new_id)
+        _bring_up(engine, spec, swap, new_id)
+    except Exception as exc:  # any failure, even an unexpected one, must be rolled back
         restored = _roll_back(engine, swap, new_id)
+        outcome = "restored" if restored else "NOT fully restored"
         raise SwapFailedError(
-            f"{swap.name}: {exc}; old container "
-            + ("restored" if restored else "NOT fully restored"),
-            restored=restored,
+            f"{swap.name}: {exc}; old container {outcome}", restored=restored
         ) from exc
     _remove_old(engine, swap)
     return new_id
@@ -130,24 +149,21 @@ def _refuse_auto_remove(container: dict[str, Any]) -> None:
         )
 
 
-def _stop_old(
-    engine: Engine,
-    container: dict[str, Any],
-    swap: _Swap,
-    stop_timeout_s: float | None,
-    stop_signal: str | None,
-) -> None:
-    """Stop the old container if it runs, with the label's signal and the grace period."""
-    if not swap.was_running:
-        return
-    timeout = stop_timeout_s
-    if timeout is None:
-        own = (container.get("Config") or {}).get("StopTimeout")
-        timeout = float(own) if own is not None else DEFAULT_STOP_TIMEOUT_S
-    engine.stop(swap.old_id, signal=stop_signal or None, timeout_s=timeout)
-    structlog.get_logger().info(
-        "container.stopped", container=swap.name, container_id=swap.old_id, image=swap.image
-    )
+def _bring_up(engine: Engine, spec: CreateSpec, swap: _Swap, new_id: str) -> None:
+    """Connect the replacement's other networks, stop the old one, start and judge the new.
+
+    The old container is stopped only now: until here a failure costs no downtime.
+    Raises EngineError.
+    """
+    for network, endpoint in spec.extra_networks.items():
+        engine.connect_network(network, new_id, endpoint)
+    if swap.was_running:
+        engine.stop(swap.old_id, signal=swap.stop_signal, timeout_s=swap.stop_timeout_s)
+        swap.log().info("container.stopped", container_id=swap.old_id)
+    if swap.start:
+        engine.start(new_id)
+        swap.log().info("container.started", container_id=new_id)
+        _wait_until_ready(engine, new_id, swap.settle_s, swap.health_timeout_s)
 
 
 def _wait_until_ready(
@@ -244,7 +260,7 @@ def _roll_back(engine: Engine, swap: _Swap, new_id: str | None) -> bool:
 
     Every step is tried even when one fails; returns True when all of them worked.
     """
-    log = structlog.get_logger().bind(container=swap.name, image=swap.image)
+    log = swap.log()
     steps: list[Callable[[], None]] = [
         partial(_remove_replacement, engine, swap, new_id),
         partial(engine.rename, swap.old_id, swap.name),
@@ -287,7 +303,7 @@ def _remove_old(engine: Engine, swap: _Swap) -> None:
     The replacement has proved itself by now, so a failure here is logged, not rolled
     back: the aside container stays for the next start's recovery to remove.
     """
-    log = structlog.get_logger().bind(container=swap.name, image=swap.image)
+    log = swap.log()
     try:
         try:
             engine.remove_container(swap.old_id, force=False)
