@@ -179,11 +179,12 @@ def registry(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Reg
 
 def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
     """Remove every local image whose tags or digests live under ``prefix``."""
-    for image in client.images.list():
-        refs = list(image.tags) + list(image.attrs.get("RepoDigests") or [])
+    # The low-level list: the high-level one inspects each image and races other removals.
+    for image in client.api.images():
+        refs = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
         if any(ref.startswith(prefix + "/") for ref in refs):
             with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(image.id, force=True)
+                client.images.remove(image["Id"], force=True)
 
 
 @pytest.fixture(scope="session")
