@@ -16,13 +16,13 @@ from watchkeeper.actions.check import Watched, check_containers, select_containe
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
     Runner,
-    build_notifiers,
     build_services,
     heartbeat_age,
     serve,
 )
 from watchkeeper.errors import ConfigError
 from watchkeeper.notify.base import dispatch
+from watchkeeper.notify.channels import build_notifiers
 from watchkeeper.notify.render import render_plain
 from watchkeeper.settings import Settings
 

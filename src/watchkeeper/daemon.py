@@ -22,9 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from watchkeeper import __version__
 from watchkeeper.actions.run import Services, run_once
 from watchkeeper.containers.engine import Engine
-from watchkeeper.notify.base import Notifier, dispatch, should_notify
-from watchkeeper.notify.render import render_report
-from watchkeeper.notify.sendgrid import SendGridNotifier
+from watchkeeper.notify.channels import build_notifiers, notify_report
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.report import Report
@@ -54,21 +52,6 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, engines=engines, registry=registry, credentials=credentials)
 
 
-def build_notifiers(settings: Settings) -> list[Notifier]:
-    """Every notification channel the settings configure."""
-    notifiers: list[Notifier] = []
-    if settings.sendgrid_api_key is not None and settings.email_from:
-        notifiers.append(
-            SendGridNotifier(
-                api_key=settings.sendgrid_api_key.get_secret_value(),
-                host=settings.sendgrid_api_host,
-                sender=settings.email_from,
-                recipients=list(settings.email_to),
-            )
-        )
-    return notifiers
-
-
 class Runner:
     """Performs runs one at a time and sends their summaries."""
 
@@ -89,11 +72,7 @@ class Runner:
 
     def notify(self, report: Report) -> bool:
         """Send the run's summary when NOTIFY_ON asks for it; never raises."""
-        settings = self.services.settings
-        if not self.notifiers or not should_notify(report, settings.notify_on):
-            return True
-        message = render_report(report, title_tag=settings.notification_title_tag)
-        return dispatch(self.notifiers, message)
+        return notify_report(self.notifiers, report, self.services.settings)
 
 
 def build_trigger(settings: Settings) -> object:

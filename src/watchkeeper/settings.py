@@ -153,6 +153,17 @@ class Settings(BaseSettings):
     http_api_metrics: bool = setting(
         True, "false turns /v1/metrics off", "WATCHTOWER_HTTP_API_METRICS"
     )
+    http_api_periodic_polls: bool = setting(
+        True,
+        "with the API on, keep the scheduled runs too (Watchtower turned them off by default "
+        "when its update API was on)",
+        "WATCHTOWER_HTTP_API_PERIODIC_POLLS",
+    )
+    docker_api_version: str | None = setting(
+        None,
+        "Docker API version to use when the engine supports it (default: negotiated)",
+        "DOCKER_API_VERSION",
+    )
     state_dir: Path = setting(
         None, "small state: failed and notified digests", factory=default_state_dir
     )
@@ -168,11 +179,40 @@ class Settings(BaseSettings):
     email_to: CommaList = setting(
         None, "comma list of recipients", "WATCHTOWER_NOTIFICATION_EMAIL_TO", factory=list
     )
+    smtp_host: str | None = setting(
+        None, "SMTP server for e-mail over SMTP", "WATCHTOWER_NOTIFICATION_EMAIL_SERVER"
+    )
+    smtp_port: int = setting(
+        587, "SMTP port", "WATCHTOWER_NOTIFICATION_EMAIL_SERVER_PORT", ge=1, le=65535
+    )
+    smtp_user: str | None = setting(None, "SMTP user", "WATCHTOWER_NOTIFICATION_EMAIL_SERVER_USER")
+    smtp_password: SecretStr | None = setting(
+        None, "SMTP password", "WATCHTOWER_NOTIFICATION_EMAIL_SERVER_PASSWORD", secret=True
+    )
+    smtp_starttls: bool = setting(True, "upgrade the SMTP connection with STARTTLS")
+    smtp_tls_skip_verify: bool = setting(
+        False,
+        "do not verify the SMTP server's certificate",
+        "WATCHTOWER_NOTIFICATION_EMAIL_SERVER_TLS_SKIP_VERIFY",
+    )
+    notifications: CommaList = setting(
+        None,
+        "Watchtower's list of notification types (`email` = SMTP with its e-mail variables)",
+        "WATCHTOWER_NOTIFICATIONS",
+        factory=list,
+    )
+    notification_urls: SecretStr | None = setting(
+        None, "Apprise URLs for every other channel (comma or space separated)", secret=True
+    )
     notify_on: Literal["changes", "failures", "always", "never"] = setting(
         "changes", "when to send the run summary: changes, failures, always, never"
     )
     notification_title_tag: str | None = setting(
         None, "prefix of every subject", "WATCHTOWER_NOTIFICATION_TITLE_TAG"
+    )
+    notify_startup: bool = setting(False, "one message when the daemon starts")
+    notification_template_dir: Path | None = setting(
+        None, "folder with your own report.html.j2 / report.txt.j2; checked at start"
     )
     log_format: Literal["auto", "json", "console"] = setting(
         "auto", "auto (JSON when stdout is not a terminal), json, console", "WATCHTOWER_LOG_FORMAT"
@@ -233,7 +273,13 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value set, for the log redaction processor."""
-        values = [self.http_api_token, self.sendgrid_api_key, self.repo_pass]
+        values = [
+            self.http_api_token,
+            self.sendgrid_api_key,
+            self.repo_pass,
+            self.smtp_password,
+            self.notification_urls,
+        ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
