@@ -12,7 +12,8 @@ from pathlib import Path
 
 import structlog
 
-from watchkeeper.actions.check import Watched, check_containers, select_containers
+from watchkeeper.actions.check import Watched, check_containers
+from watchkeeper.actions.select import select_containers
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
     Runner,

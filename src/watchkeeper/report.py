@@ -37,8 +37,11 @@ class ContainerOutcome:
     new_digest: str | None = None
     duration_s: float = 0.0
     error: str | None = None
+    # Why it was skipped, failed or rolled back, in words; ``log_tail``: the failed container's
+    # last log lines (rolled back).
     reason: str | None = None
     host: str | None = None
+    log_tail: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of CONTRACT §8."""
@@ -54,6 +57,7 @@ class ContainerOutcome:
             "error": self.error,
             "reason": self.reason,
             "host": self.host,
+            "log_tail": list(self.log_tail),
         }
 
 

@@ -7,7 +7,7 @@ container *runs* (its image ID, never the tag, which may have moved locally). No
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -16,14 +16,11 @@ import structlog
 
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError, RegistryError
-from watchkeeper.labels import container_name, read_bool_label, read_label
+from watchkeeper.labels import container_name
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.registry.reference import Reference, is_image_id, parse_reference
-from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
-
-SELF_LABEL = "watchkeeper.self"
 
 
 class Verdict(StrEnum):
@@ -66,53 +63,6 @@ class Watched:
     def local_digest(self) -> str | None:
         """The digest shown for the running image (the first of its RepoDigests)."""
         return self.local_digests[0] if self.local_digests else None
-
-
-def select_containers(
-    containers: Iterable[dict[str, Any]], settings: Settings, names: Sequence[str] = ()
-) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
-    """Split containers into (watched, [(skipped, reason)]) by names, state, labels and scope.
-
-    Containers that are simply not asked for are left out of both lists; only containers the
-    user would expect to see handled (ours, disabled by name) are reported as skipped.
-    """
-    wanted = {n.lstrip("/") for n in names}
-    watched: list[dict[str, Any]] = []
-    skipped: list[tuple[dict[str, Any], str]] = []
-    for container in containers:
-        name = container_name(container)
-        if wanted and name not in wanted:
-            continue
-        if not _state_watched(container, settings):
-            continue
-        if not _label_selected(container, settings):
-            continue
-        if (container["Config"].get("Labels") or {}).get(SELF_LABEL) == "true":
-            skipped.append((container, "self"))
-        elif name in settings.disable_containers:
-            skipped.append((container, "disabled"))
-        else:
-            watched.append(container)
-    return watched, skipped
-
-
-def _state_watched(container: dict[str, Any], settings: Settings) -> bool:
-    status = container["State"]["Status"]
-    if status == "running":
-        return True
-    if status == "restarting":
-        return settings.include_restarting
-    return settings.include_stopped and status in ("created", "exited")
-
-
-def _label_selected(container: dict[str, Any], settings: Settings) -> bool:
-    enable = read_bool_label(container, "enable")
-    if enable is False or (settings.label_enable and enable is not True):
-        return False
-    scope = read_label(container, "scope")
-    if settings.scope == "none":
-        return not scope
-    return settings.scope is None or scope == settings.scope
 
 
 def classify_local(container: dict[str, Any], engine: Engine) -> Watched:

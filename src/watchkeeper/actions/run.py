@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Verdict, Watched, check_containers, select_containers
+from watchkeeper.actions.check import Verdict, Watched, check_containers
+from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.actions.update import UpdateContext, outcome_without_update, update_stale
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
@@ -39,11 +40,12 @@ class Services:
 
 
 def check_engine(
-    services: Services, engine: Engine, names: Sequence[str]
+    services: Services, engine: Engine, names: Sequence[str], images: Sequence[str] = ()
 ) -> tuple[list[Watched], list[ContainerOutcome], list[dict[str, Any]]]:
     """List and check one engine's containers: (watched, skipped outcomes, all snapshots)."""
     snapshots = engine.list_containers(all=True)
-    selected, skipped = select_containers(snapshots, services.settings, names)
+    candidates = [c for c in snapshots if image_matches(c, images)]
+    selected, skipped = select_containers(candidates, services.settings, names)
     outcomes = []
     for container, reason in skipped:
         log.info("container.skipped", container=container_name(container), reason=reason)
@@ -60,14 +62,24 @@ def check_engine(
     return watched, outcomes, snapshots
 
 
-def run_once(services: Services, names: Sequence[str] = (), trigger: str = "schedule") -> Report:
-    """Do one full run over every engine and return its report; never raises for one container."""
+def run_once(
+    services: Services,
+    names: Sequence[str] = (),
+    trigger: str = "schedule",
+    images: Sequence[str] = (),
+) -> Report:
+    """Do one full run over every engine and return its report; never raises for one container.
+
+    ``names`` and ``images`` (``REPO[:TAG]``, the API's filter) restrict the run.
+    """
     run_id = uuid.uuid4().hex[:12]
     report = Report(host=services.settings.host_name)
     with structlog.contextvars.bound_contextvars(run_id=run_id):
-        log.info("run.started", trigger=trigger, names=list(names) or None)
+        log.info(
+            "run.started", trigger=trigger, names=list(names) or None, images=list(images) or None
+        )
         for engine in services.engines:
-            for outcome in run_engine(services, engine, names):
+            for outcome in run_engine(services, engine, names, images):
                 outcome.host = engine.host_label
                 report.add(outcome)
         report.finish()
@@ -80,10 +92,12 @@ def run_once(services: Services, names: Sequence[str] = (), trigger: str = "sche
     return report
 
 
-def run_engine(services: Services, engine: Engine, names: Sequence[str]) -> list[ContainerOutcome]:
+def run_engine(
+    services: Services, engine: Engine, names: Sequence[str], images: Sequence[str] = ()
+) -> list[ContainerOutcome]:
     """Check and update the containers of one engine."""
     try:
-        watched, outcomes, snapshots = check_engine(services, engine, names)
+        watched, outcomes, snapshots = check_engine(services, engine, names, images)
     except EngineError as exc:
         log.error("engine.failed", engine=engine.host_label, error=str(exc))
         return []

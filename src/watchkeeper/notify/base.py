@@ -112,11 +112,13 @@ def dispatch(
     base_delay_s: float = 1.0,
     max_delay_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    on_result: Callable[[str, bool], None] | None = None,
 ) -> bool:
     """Send ``message`` through every channel; return True when all of them delivered it.
 
     Never raises: each failure (even a bug in a channel) becomes one ``notification.failed`` log
-    line, and the other channels are still tried.
+    line, and the other channels are still tried. ``on_result(channel, delivered)`` is called
+    once per channel (metrics count sent and failed notifications with it).
     """
     send = functools.partial(
         send_with_retry,
@@ -126,7 +128,12 @@ def dispatch(
         sleep=sleep,
     )
     # A list, not a generator inside all(): every channel is tried even after one failed.
-    results = [_send_logged(send, notifier, message) for notifier in notifiers]
+    results = []
+    for notifier in notifiers:
+        delivered = _send_logged(send, notifier, message)
+        if on_result is not None:
+            on_result(notifier.name, delivered)
+        results.append(delivered)
     return all(results)
 
 

@@ -6,6 +6,8 @@ about channels, templates and "when to tell" lives in this package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from watchkeeper.notify.base import Notifier, dispatch, should_notify
 from watchkeeper.notify.render import render_report
 from watchkeeper.notify.sendgrid import SendGridNotifier
@@ -28,9 +30,14 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
     return notifiers
 
 
-def notify_report(notifiers: list[Notifier], report: Report, settings: Settings) -> bool:
+def notify_report(
+    notifiers: list[Notifier],
+    report: Report,
+    settings: Settings,
+    on_result: Callable[[str, bool], None] | None = None,
+) -> bool:
     """Send the run's summary when NOTIFY_ON asks for it; never raises; True when all sent."""
     if not notifiers or not should_notify(report, settings.notify_on):
         return True
     message = render_report(report, title_tag=settings.notification_title_tag)
-    return dispatch(notifiers, message)
+    return dispatch(notifiers, message, on_result=on_result)

@@ -1,0 +1,89 @@
+"""Selection: which containers a run watches (CONTRACT §3, §4).
+
+By name (positional arguments), by state (running; stopped and restarting when asked), by label
+(``watchkeeper.enable``, ``LABEL_ENABLE``, ``SCOPE``), by ``DISABLE_CONTAINERS``, and by image
+(the API's ``?image=`` filter). watchkeeper's own container carries ``SELF_LABEL`` (set by its
+image) and is reported skipped, never recreated through the normal path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from watchkeeper.labels import container_name, read_bool_label, read_label
+from watchkeeper.registry.reference import parse_reference
+from watchkeeper.settings import Settings
+
+SELF_LABEL = "watchkeeper.self"
+
+
+def select_containers(
+    containers: Iterable[dict[str, Any]], settings: Settings, names: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """Split containers into (watched, [(skipped, reason)]) by names, state, labels and scope.
+
+    Containers that are simply not asked for are left out of both lists; only containers the
+    user would expect to see handled (ours, disabled by name) are reported as skipped.
+    """
+    wanted = {n.lstrip("/") for n in names}
+    watched: list[dict[str, Any]] = []
+    skipped: list[tuple[dict[str, Any], str]] = []
+    for container in containers:
+        name = container_name(container)
+        if wanted and name not in wanted:
+            continue
+        if not _state_watched(container, settings):
+            continue
+        if not _label_selected(container, settings):
+            continue
+        if (container["Config"].get("Labels") or {}).get(SELF_LABEL) == "true":
+            skipped.append((container, "self"))
+        elif name in settings.disable_containers:
+            skipped.append((container, "disabled"))
+        else:
+            watched.append(container)
+    return watched, skipped
+
+
+def _state_watched(container: dict[str, Any], settings: Settings) -> bool:
+    status = container["State"]["Status"]
+    if status == "running":
+        return True
+    if status == "restarting":
+        return settings.include_restarting
+    return settings.include_stopped and status in ("created", "exited")
+
+
+def _label_selected(container: dict[str, Any], settings: Settings) -> bool:
+    enable = read_bool_label(container, "enable")
+    if enable is False or (settings.label_enable and enable is not True):
+        return False
+    scope = read_label(container, "scope")
+    if settings.scope == "none":
+        return not scope
+    return settings.scope is None or scope == settings.scope
+
+
+def image_matches(container: dict[str, Any], filters: Sequence[str]) -> bool:
+    """True when the container's image reference matches one ``REPO[:TAG]`` filter.
+
+    A filter without a tag matches every tag of the repository; references are compared in
+    their normalised form, so ``nginx`` matches ``docker.io/library/nginx:latest``.
+    """
+    if not filters:
+        return True
+    try:
+        ref = parse_reference(str(container["Config"]["Image"]))
+    except ValueError:
+        return False
+    for text in filters:
+        try:
+            wanted = parse_reference(text)
+        except ValueError:
+            continue
+        same_repo = (wanted.registry, wanted.repository) == (ref.registry, ref.repository)
+        has_tag = ":" in text.rsplit("/", 1)[-1]
+        if same_repo and (not has_tag or wanted.tag == ref.tag):
+            return True
+    return False
