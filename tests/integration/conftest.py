@@ -31,3 +31,23 @@ def start(docker_client: docker.DockerClient, labels: dict[str, str], name_prefi
         return docker_client.containers.run(image, name=name, detach=True, **kwargs)
 
     return _start
+
+
+StaleStarter = Callable[..., Container]
+
+
+@pytest.fixture
+def stale(registry: Any, images: Any, start: Starter) -> StaleStarter:
+    """Start a container on ``<registry>/<repo>:1`` (v1), then push v2 to that tag.
+
+    The returned container is exactly what a run must update: its tag moved in the registry.
+    """
+
+    def _stale(repo: str, *lines: str, **run_kwargs: Any) -> Container:
+        tag = f"{registry.host}/{repo}:1"
+        images.build_and_push(tag, *(lines or (SLEEP,)), marker="v1")
+        container = start(tag, **run_kwargs)
+        images.build_and_push(tag, *(lines or (SLEEP,)), marker="v2")
+        return container
+
+    return _stale

@@ -11,7 +11,7 @@ import bcrypt
 import docker
 
 from tests.conftest import ImageFactory, Registry, run_watchkeeper, start_registry
-from tests.integration.conftest import FAST, SLEEP, Starter
+from tests.integration.conftest import FAST, SLEEP, StaleStarter, Starter
 from tests.sinks import SendGridSink
 
 
@@ -85,17 +85,10 @@ def test_run_with_update_sends_one_mail_run_without_sends_none(
 
 
 def test_run_sendgrid_500_logs_failure_keeps_exit_code(
-    registry: Registry,
-    images: ImageFactory,
-    start: Starter,
-    sendgrid_sink: SendGridSink,
-    docker_client: docker.DockerClient,
+    stale: StaleStarter, sendgrid_sink: SendGridSink, docker_client: docker.DockerClient
 ) -> None:
     """SendGrid answering 500: notification.failed is logged, the update stands, exit 0."""
-    tag = f"{registry.host}/mailfail:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
-    container = start(tag)
-    images.build_and_push(tag, SLEEP, marker="v2")
+    container = stale("mailfail")
     sendgrid_sink.answer_always(500)
     result = run_watchkeeper("run", "--once", container.name, env=mail_env(sendgrid_sink))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,7 +8,7 @@ import docker
 import pytest
 
 from tests.conftest import ImageFactory, Registry, run_watchkeeper, start_registry
-from tests.integration.conftest import FAST, SLEEP, Starter
+from tests.integration.conftest import FAST, SLEEP, StaleStarter, Starter
 
 
 def image_id_of(client: docker.DockerClient, name: str) -> str:
@@ -134,13 +134,10 @@ def test_run_once_replacement_cannot_start_restores_old(
 
 
 def test_run_once_bad_poll_interval_exits_2_and_touches_nothing(
-    registry: Registry, images: ImageFactory, docker_client: docker.DockerClient, start: Starter
+    registry: Registry, docker_client: docker.DockerClient, stale: StaleStarter
 ) -> None:
     """POLL_INTERVAL=abc: exit 2, the message names the variable, nothing pulled or recreated."""
-    tag = f"{registry.host}/cfg:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
-    old = start(tag)
-    images.build_and_push(tag, SLEEP, marker="v2")
+    old = stale("cfg")
     registry.clear_log()
     result = run_watchkeeper(
         "run", "--once", old.name, env={"WATCHKEEPER_POLL_INTERVAL": "abc", **FAST}
@@ -152,13 +149,10 @@ def test_run_once_bad_poll_interval_exits_2_and_touches_nothing(
 
 
 def test_run_once_sendgrid_without_recipient_exits_2(
-    registry: Registry, images: ImageFactory, docker_client: docker.DockerClient, start: Starter
+    docker_client: docker.DockerClient, stale: StaleStarter
 ) -> None:
     """A SendGrid key without EMAIL_TO: exit 2 naming EMAIL_TO, nothing touched."""
-    tag = f"{registry.host}/cfg2:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
-    old = start(tag)
-    images.build_and_push(tag, SLEEP, marker="v2")
+    old = stale("cfg2")
     env = {"SENDGRID_API_KEY": "SG.test-key", "WATCHKEEPER_EMAIL_FROM": "wk@example.com", **FAST}
     result = run_watchkeeper("run", "--once", old.name, env=env)
     assert result.returncode == 2
