@@ -1,0 +1,67 @@
+# watchkeeper as users run it: a container that mounts /var/run/docker.sock.
+#
+#   docker build -t watchkeeper .                                        # from python:3.12-slim
+#   docker build --build-arg PYTHON_IMAGE=local/python:3.11 -t watchkeeper .   # a local base
+#
+# Classic builder only (no BuildKit syntax). Works on the official Python image and on a Debian
+# base with python3 but no `python` and PEP 668's "externally managed" pip: everything goes into
+# a venv. The builder stage makes the wheels (watchkeeper's and its dependencies'); the runtime
+# stage installs them offline into /opt/venv, so the final image has no compiler and no sources.
+ARG PYTHON_IMAGE=python:3.12-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# The build front end lives in a venv of its own (PEP 668 bases refuse a global pip install).
+RUN python3 -m venv /opt/build
+COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml and a stub package: this layer stays cached until the
+# dependencies change, so a source change rebuilds only watchkeeper's own wheel.
+RUN mkdir -p src/watchkeeper \
+    && touch src/watchkeeper/__init__.py \
+    && /opt/build/bin/pip wheel --wheel-dir /wheels . \
+    && rm -rf /wheels/watchkeeper-*.whl src
+COPY src ./src
+RUN /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="watchkeeper" \
+      org.opencontainers.image.description="Keeps Docker containers up to date with their registry images, safely, and e-mails what it did." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      watchkeeper.self="true"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    WATCHKEEPER_LOG_FORMAT=json \
+    WATCHKEEPER_STATE_DIR=/var/lib/watchkeeper
+COPY --from=builder /wheels /tmp/wheels
+# --no-index: only the wheels built above, the exact set the builder resolved. pip and
+# setuptools are removed from the venv afterwards: nothing installs anything at run time.
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-index --find-links /tmp/wheels /tmp/wheels/watchkeeper-*.whl \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools \
+    && rm -rf /tmp/wheels \
+    && mkdir -p /var/lib/watchkeeper \
+    && watchkeeper --version
+VOLUME ["/var/lib/watchkeeper"]
+# The HTTP API, when WATCHKEEPER_HTTP_API_TOKEN is set.
+EXPOSE 8080
+# SIGTERM lets a swap in progress finish; give the container a long stop grace period
+# (compose stop_grace_period, `docker run --stop-timeout 120`, `docker stop -t 120`).
+STOPSIGNAL SIGTERM
+# Healthy while the daemon's heartbeat (written every 10 s in the state dir) is fresh, or the API's
+# /healthz answers when it is on.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
+    CMD ["watchkeeper", "healthcheck"]
+ENTRYPOINT ["watchkeeper"]
+CMD ["run"]
