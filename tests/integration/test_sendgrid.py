@@ -87,7 +87,7 @@ def test_sendgrid_send_posts_payload_with_bearer_key(
         {"type": "text/plain", "value": message.text},
         {"type": "text/html", "value": message.html},
     ]
-    assert body["categories"] == ["watchkeeper", "prod"]
+    assert body["categories"] == ["watchkeeper", "prod", "run-summary"]
     assert sendgrid_sink.api_key not in caplog.text
     assert sendgrid_sink.api_key not in repr(notifier)
 

@@ -6,9 +6,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import structlog
 
 from watchkeeper.errors import ConfigError
-from watchkeeper.notify.render import check_templates, render_plain, render_report
+from watchkeeper.notify.base import Message
+from watchkeeper.notify.render import (
+    check_templates,
+    render_plain,
+    render_report,
+    render_startup,
+    render_with_fallback,
+)
 from watchkeeper.report import ContainerOutcome, Report, State
 
 OLD = "sha256:" + "0123456789ab" + "c" * 52
@@ -210,3 +218,90 @@ def test_render_plain_prefixes_tag_and_has_no_html() -> None:
     assert message.subject == "[ci] new image pushed"
     assert message.text == "api:1.5 <b>is out</b>"
     assert message.html is None
+
+
+def rolled_back_with_logs() -> Report:
+    return make_report(
+        ContainerOutcome("api", "acme/api:2", State.UPDATED, old_digest=OLD, new_digest=NEW),
+        ContainerOutcome(
+            "web",
+            "nginx:1",
+            State.ROLLED_BACK,
+            old_digest=OLD,
+            new_digest=NEW,
+            duration_s=12.0,
+            error="not healthy within 10 s",
+            reason="health check failed 3 times",
+            log_tail=["booting", "<b>fatal</b>: no config"],
+        ),
+    )
+
+
+def test_render_rolled_back_row_carries_reason_and_log_tail_in_both_bodies() -> None:
+    """A rolled-back row shows why and the failed container's last log lines, escaped in HTML."""
+    message = render_report(rolled_back_with_logs())
+    parser = parse_html(message.html)
+    assert len(parser.data_rows) == 2
+    error_cell = parser.data_rows[1][5]
+    assert "health check failed 3 times" in error_cell
+    assert "<b>fatal</b>: no config" in error_cell
+    assert "b" not in parser.tags
+    text_lines = message.text.splitlines()
+    web = next(i for i, line in enumerate(text_lines) if line.startswith("web "))
+    assert text_lines[web + 1].strip() == "reason: health check failed 3 times"
+    assert "    | <b>fatal</b>: no config" in text_lines[web + 2 : web + 5]
+
+
+def test_render_reason_equal_to_error_is_not_repeated() -> None:
+    """A reason that only repeats the error is left out."""
+    report = make_report(
+        ContainerOutcome("x", "x:1", State.FAILED, error="pull failed", reason="pull failed")
+    )
+    assert render_report(report).text.count("pull failed") == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "severity"),
+    [
+        (State.ROLLED_BACK, "failure"),
+        (State.FAILED, "failure"),
+        (State.UPDATED, "success"),
+        (State.AVAILABLE, "info"),
+    ],
+)
+def test_render_report_severity_follows_worst_state(state: State, severity: str) -> None:
+    """Chat channels get failure, success or info from the run's outcome."""
+    message = render_report(make_report(ContainerOutcome("x", "x:1", state)))
+    assert message.severity == severity
+    assert message.kind == "run-summary"
+
+
+def test_render_startup_lists_details_under_tagged_subject() -> None:
+    """The startup message names version and host, then one aligned line per detail."""
+    message = render_startup(
+        "web-1",
+        "1.2.3",
+        {"engines": "unix:///var/run/docker.sock", "notify on": "changes"},
+        title_tag="prod",
+    )
+    assert message.subject == "[prod] watchkeeper 1.2.3 started on web-1"
+    assert "engines    unix:///var/run/docker.sock" in message.text
+    assert "notify on  changes" in message.text
+    assert message.kind == "startup"
+    assert message.html is None
+
+
+def test_render_with_fallback_when_user_template_fails_uses_builtin(tmp_path: Path) -> None:
+    """A user template that breaks on a real report falls back to the built-in one, logged."""
+    (tmp_path / "report.txt.j2").write_text("{{ rows[5].name }}")
+    with structlog.testing.capture_logs() as logs:
+        message = render_with_fallback(mixed_report(), template_dir=tmp_path)
+    assert message.text.startswith("watchkeeper on web-1")
+    assert [e["event"] for e in logs] == ["notification.template_failed"]
+
+
+def test_message_redacted_masks_secrets_in_every_part() -> None:
+    """Secrets are masked in subject, text and HTML; very short values are left alone."""
+    message = Message("key SG.abcdef in subject", "text SG.abcdef", "<p>SG.abcdef a</p>")
+    clean = message.redacted(["SG.abcdef", "a"])
+    assert clean == Message("key *** in subject", "text ***", "<p>*** a</p>")

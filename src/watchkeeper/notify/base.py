@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import structlog
@@ -26,11 +26,34 @@ NOTIFY_ON_CHOICES = ("changes", "failures", "always", "never")
 
 @dataclass(frozen=True)
 class Message:
-    """One notification: a subject, a plain-text body and, for e-mail, an optional HTML body."""
+    """One notification: a subject, a plain-text body and, for e-mail, an optional HTML body.
+
+    ``kind`` says what the message is about (``run-summary``, ``startup``, ``notify``); the
+    SendGrid channel sends it as a category, so that its dashboards can tell them apart.
+    ``severity`` (``info``, ``success``, ``warning``, ``failure``) colours chat messages.
+    """
 
     subject: str
     text: str
     html: str | None = None
+    kind: str = "message"
+    severity: str = "info"
+
+    def redacted(self, secrets: Iterable[str], mask: str = "***") -> Message:
+        """This message with every secret value replaced by ``mask`` (CONTRACT §6).
+
+        Values shorter than 4 characters are left alone, like the log redaction does: masking
+        every ``a`` of a text would hide the message, not the secret.
+        """
+        values = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+        def clean(text: str) -> str:
+            for value in values:
+                text = text.replace(value, mask)
+            return text
+
+        html = clean(self.html) if self.html is not None else None
+        return replace(self, subject=clean(self.subject), text=clean(self.text), html=html)
 
 
 class Notifier(Protocol):

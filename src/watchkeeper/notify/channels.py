@@ -1,32 +1,64 @@
-"""Which channels the settings configure, and sending a run's summary through them.
+"""Which channels the settings configure, and sending a run's summary through them at once.
 
-The daemon and the commands call only ``build_notifiers`` and ``notify_report``; everything
-about channels, templates and "when to tell" lives in this package.
+``build_notifiers`` is the one place that reads the notification settings: SendGrid's API when
+``SENDGRID_API_KEY`` is set, SMTP when ``SMTP_HOST`` is (``WATCHTOWER_NOTIFICATION_EMAIL_SERVER``
+with ``WATCHTOWER_NOTIFICATIONS=email``), one Apprise channel per ``NOTIFICATION_URLS`` entry.
+Several can be on at once; each message goes through all of them.
+
+``notify_report`` sends one summary synchronously (no memory of what was announced); the daemon
+uses ``notify.service.Notifications`` instead, which adds the background sender and no-noise
+rules on top of the same pieces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from watchkeeper.notify.apprise_channel import build_apprise_notifiers
 from watchkeeper.notify.base import Notifier, dispatch, should_notify
-from watchkeeper.notify.render import render_report
+from watchkeeper.notify.render import render_with_fallback
 from watchkeeper.notify.sendgrid import SendGridNotifier
+from watchkeeper.notify.smtp import SMTPNotifier
 from watchkeeper.report import Report
 from watchkeeper.settings import Settings
 
+BASE_CATEGORY = "watchkeeper"
+
 
 def build_notifiers(settings: Settings) -> list[Notifier]:
-    """Every notification channel the settings configure."""
+    """Every notification channel the settings configure (none is contacted here).
+
+    Raises:
+        ConfigError: a channel's settings cannot work (no recipient, an unusable Apprise URL).
+    """
     notifiers: list[Notifier] = []
     if settings.sendgrid_api_key is not None and settings.email_from:
+        tag = settings.notification_title_tag
         notifiers.append(
             SendGridNotifier(
                 api_key=settings.sendgrid_api_key.get_secret_value(),
                 host=settings.sendgrid_api_host,
                 sender=settings.email_from,
                 recipients=list(settings.email_to),
+                categories=(BASE_CATEGORY, tag) if tag else (BASE_CATEGORY,),
             )
         )
+    if settings.smtp_host and settings.email_from:
+        password = settings.smtp_password
+        notifiers.append(
+            SMTPNotifier(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.email_from,
+                list(settings.email_to),
+                user=settings.smtp_user,
+                password=password.get_secret_value() if password is not None else None,
+                starttls=settings.smtp_starttls,
+                skip_verify=settings.smtp_tls_skip_verify,
+            )
+        )
+    if settings.notification_urls is not None:
+        notifiers += build_apprise_notifiers(settings.notification_urls.get_secret_value())
     return notifiers
 
 
@@ -36,8 +68,12 @@ def notify_report(
     settings: Settings,
     on_result: Callable[[str, bool], None] | None = None,
 ) -> bool:
-    """Send the run's summary when NOTIFY_ON asks for it; never raises; True when all sent."""
+    """Send the run's summary now when NOTIFY_ON asks for it; never raises; True when all sent."""
     if not notifiers or not should_notify(report, settings.notify_on):
         return True
-    message = render_report(report, title_tag=settings.notification_title_tag)
-    return dispatch(notifiers, message, on_result=on_result)
+    message = render_with_fallback(
+        report,
+        title_tag=settings.notification_title_tag,
+        template_dir=settings.notification_template_dir,
+    )
+    return dispatch(notifiers, message.redacted(settings.secrets()), on_result=on_result)

@@ -7,8 +7,10 @@ first. Both get the same context, which is therefore part of the user-facing con
 ``subject``, ``host``, ``title_tag`` (or None), ``counts`` (CONTRACT §8 counts), ``duration``
 ("1.9 s"), ``report`` (the whole §8 dict), ``rows`` (one ``Row`` per container, display-ready:
 ``name``, ``image``, ``old_digest``/``new_digest`` (12 hex digits, or ""), ``digests``
-("abc → def"), ``state``, ``state_label`` ("rolled back"), ``duration``, ``error``) and ``widths``
-(the longest cell per column, headings included, to align plain text).
+("abc → def"), ``state``, ``state_label`` ("rolled back"), ``duration``, ``error``, ``reason``
+(why it was skipped, failed or rolled back, "" when it says nothing the error does not) and
+``log_tail`` (the failed new container's last log lines, a list)) and ``widths`` (the longest
+cell per column, headings included, to align plain text).
 
 HTML is autoescaped (a container error may contain anything); undefined names raise instead of
 rendering empty, so that a typo in a user's template is found when it is checked at start.
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import structlog
 
 from watchkeeper.errors import ConfigError
 from watchkeeper.notify.base import Message
@@ -58,6 +61,8 @@ class Row:
     state_label: str
     duration: str
     error: str
+    reason: str = ""
+    log_tail: tuple[str, ...] = ()
 
 
 def short_digest(digest: str | None) -> str:
@@ -93,7 +98,17 @@ def build_row(outcome: ContainerOutcome) -> Row:
         state_label=str(outcome.state).replace("_", " "),
         duration=format_duration(outcome.duration_s),
         error=outcome.error or "",
+        reason=_distinct_reason(outcome),
+        log_tail=tuple(line.rstrip() for line in outcome.log_tail),
     )
+
+
+def _distinct_reason(outcome: ContainerOutcome) -> str:
+    """The outcome's reason, unless the error already says it (no line said twice)."""
+    reason = (outcome.reason or "").strip()
+    if not reason or reason == (outcome.error or "").strip():
+        return ""
+    return reason
 
 
 def column_widths(rows: list[Row]) -> dict[str, int]:
@@ -146,7 +161,7 @@ def build_context(report: Report, title_tag: str | None) -> dict[str, Any]:
 
 
 def render_report(
-    report: Report, *, title_tag: str | None = None, template_dir: str | None = None
+    report: Report, *, title_tag: str | None = None, template_dir: str | Path | None = None
 ) -> Message:
     """Render ``report`` as a message with subject, plain text and HTML.
 
@@ -154,17 +169,52 @@ def render_report(
         ConfigError: a user's template (``NOTIFICATION_TEMPLATE_DIR``) is malformed or uses an
             undefined name; callers in a run must catch it like any notification failure.
     """
-    env = build_environment(template_dir)
+    env = build_environment(str(template_dir) if template_dir else None)
     context = build_context(report, title_tag)
     try:
         text = env.get_template(TEXT_TEMPLATE).render(context)
         html = env.get_template(HTML_TEMPLATE).render(context)
     except jinja2.TemplateError as exc:
         raise ConfigError(TEMPLATE_SETTING, f"{template_dir}: {_describe(exc)}") from exc
-    return Message(subject=context["subject"], text=text, html=html)
+    return Message(
+        subject=context["subject"],
+        text=text,
+        html=html,
+        kind="run-summary",
+        severity=report_severity(report),
+    )
 
 
-def check_templates(template_dir: str) -> None:
+def report_severity(report: Report) -> str:
+    """``failure`` when an update failed or was rolled back, ``success`` when one went through."""
+    counts = report.counts()
+    if report.has_failures:
+        return "failure"
+    if counts[str(State.UPDATED)]:
+        return "success"
+    return "info"
+
+
+def render_with_fallback(
+    report: Report, *, title_tag: str | None = None, template_dir: str | Path | None = None
+) -> Message:
+    """``render_report``, falling back to the built-in templates if the user's fail on this report.
+
+    The user's templates were checked at start with a sample report; a real report can still
+    reach a branch the sample did not (a missing attribute in an ``if``). Losing the summary for
+    that would be worse than sending it in the built-in layout, so the error is logged as
+    ``notification.template_failed`` and the built-in templates are used.
+    """
+    try:
+        return render_report(report, title_tag=title_tag, template_dir=template_dir)
+    except ConfigError as exc:
+        if not template_dir:
+            raise
+        structlog.get_logger().error("notification.template_failed", error=str(exc))
+        return render_report(report, title_tag=title_tag)
+
+
+def check_templates(template_dir: str | Path) -> None:
     """Render a sample report with the user's templates, so a broken one is reported at start.
 
     Raises:
@@ -182,6 +232,8 @@ def check_templates(template_dir: str) -> None:
             new_digest="sha256:" + "f" * 64,
             duration_s=1.0,
             error="example error",
+            reason="example reason",
+            log_tail=["example log line"],
         )
     )
     render_report(sample.finish(), title_tag="example", template_dir=template_dir)
@@ -197,4 +249,19 @@ def _describe(exc: jinja2.TemplateError) -> str:
 def render_plain(subject: str, body: str, *, title_tag: str | None = None) -> Message:
     """An ad-hoc text message (``watchkeeper notify``), with the title tag like every subject."""
     prefix = f"[{title_tag}] " if title_tag else ""
-    return Message(subject=f"{prefix}{subject}", text=body, html=None)
+    return Message(subject=f"{prefix}{subject}", text=body, html=None, kind="notify")
+
+
+def render_startup(
+    host: str, version: str, details: dict[str, str], *, title_tag: str | None = None
+) -> Message:
+    """The ``NOTIFY_STARTUP`` message: which version started where, and how it is set up.
+
+    ``details`` (schedule, engines, channels...) must hold no secret; it is shown as is.
+    """
+    prefix = f"[{title_tag}] " if title_tag else ""
+    subject = f"{prefix}watchkeeper {version} started on {host}"
+    width = max((len(key) for key in details), default=0)
+    lines = [f"{key.ljust(width)}  {value}" for key, value in details.items()]
+    text = "\n".join([subject, "", *lines]) + "\n"
+    return Message(subject=subject, text=text, html=None, kind="startup")

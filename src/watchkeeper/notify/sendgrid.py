@@ -16,6 +16,10 @@ refused connection, DNS, timeout, reset     ``TransientNotificationError``
 The API key is a secret (CONTRACT §6): it is kept out of ``repr``, out of every error message
 (redacted should anything echo it) and out of ``python_http_client``'s debug log, which would
 otherwise print the request headers, ``Authorization`` included.
+
+Every mail carries SendGrid categories (``watchkeeper``, the title tag when set, and the kind of
+message: ``run-summary``, ``startup``, ``notify``) so that SendGrid's statistics and activity feed
+can filter these mails. The EU region is only a host: ``SENDGRID_API_HOST=https://api.eu.sendgrid.com``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from watchkeeper.errors import ConfigError, NotificationError
 from watchkeeper.notify.base import Message, TransientNotificationError
 
 TRANSIENT_4XX = frozenset({408, 429})
+MAX_CATEGORIES = 10
 REDACTED = "[redacted]"
 HTTP_CLIENT_LOGGER = "python_http_client.client"
 
@@ -87,8 +92,9 @@ class SendGridNotifier:
             plain_text_content=message.text,
             html_content=message.html,
         )
+        categories = mail_categories((*self.categories, message.kind))
         # Mail.add_category inserts at the front: feed it reversed to keep the given order.
-        mail.category = [Category(category) for category in reversed(self.categories)]
+        mail.category = [Category(category) for category in reversed(categories)]
         return mail
 
     def send(self, message: Message) -> None:
@@ -144,6 +150,20 @@ def _check_settings(api_key: str, host: str, recipients: list[str]) -> None:
         raise ConfigError("SENDGRID_API_HOST", f"must be an http(s) URL, not {host!r}")
     if not recipients:
         raise ConfigError("EMAIL_TO", "at least one recipient is needed to send e-mail")
+
+
+def mail_categories(candidates: tuple[str, ...]) -> list[str]:
+    """SendGrid categories from ``candidates``: ASCII, 255 characters, no repeats, 10 at most.
+
+    SendGrid refuses a whole mail (400) for a category that breaks its rules, so a title tag
+    with an accent or a long name is cleaned here rather than losing the summary.
+    """
+    categories: list[str] = []
+    for candidate in candidates:
+        category = candidate.encode("ascii", errors="ignore").decode().strip()[:255]
+        if category and category not in categories:
+            categories.append(category)
+    return categories[:MAX_CATEGORIES]
 
 
 def describe_error_body(body: bytes | str | None) -> str:
