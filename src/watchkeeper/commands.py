@@ -7,6 +7,7 @@ engine) to 2 and 3.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from watchkeeper.daemon import (
     serve,
 )
 from watchkeeper.errors import ConfigError
-from watchkeeper.notify.base import dispatch
 from watchkeeper.notify.channels import build_notifiers
 from watchkeeper.notify.render import render_plain
+from watchkeeper.notify.service import Notifications
 from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
@@ -90,16 +91,40 @@ def _short(value: str | None) -> str:
 
 
 def notify(settings: Settings, subject: str, body: str | None, body_file: str | None) -> int:
-    """Send one ad-hoc message through every configured channel; exit 1 if one failed."""
+    """Send one message through every configured channel now; 0 sent, 1 a channel failed.
+
+    ``--body-file -`` reads the body from stdin. The subject gets NOTIFICATION_TITLE_TAG like
+    every subject; NOTIFY_ON does not apply (the caller asked for this message).
+
+    Raises:
+        ConfigError: no channel is configured, or the body file cannot be read.
+    """
     if body_file is not None:
-        try:
-            body = Path(body_file).read_text()
-        except OSError as exc:
-            raise ConfigError("--body-file", f"cannot read {body_file!r}: {exc.strerror}") from exc
+        body = read_body_file(body_file)
     notifiers = build_notifiers(settings)
     if not notifiers:
-        raise ConfigError("WATCHKEEPER_SENDGRID_API_KEY", "no notification channel is configured")
-    return 0 if dispatch(notifiers, render_plain(subject, body or "")) else 1
+        raise ConfigError(
+            "WATCHKEEPER_SENDGRID_API_KEY",
+            "no notification channel is configured: set it (with EMAIL_FROM and EMAIL_TO), "
+            "WATCHKEEPER_SMTP_HOST or WATCHKEEPER_NOTIFICATION_URLS",
+        )
+    message = render_plain(subject, body or "", title_tag=settings.notification_title_tag)
+    return 0 if Notifications(settings, notifiers).send_now(message) else 1
+
+
+def read_body_file(path: str) -> str:
+    """The body of ``watchkeeper notify``: a file's text, or stdin for ``-``.
+
+    Raises:
+        ConfigError: naming ``--body-file`` when it cannot be read.
+    """
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError("--body-file", f"cannot read {path!r}: {reason}") from exc
 
 
 def healthcheck(settings: Settings) -> int:

@@ -447,6 +447,39 @@ def check_consistency(settings: Settings, origin: Mapping[str, str]) -> None:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", addr):
             var = "email_from" if addr == settings.email_from else "email_to"
             raise ConfigError(origin.get(var, PREFIX + var.upper()), f"{addr!r} is not an e-mail")
+    check_smtp_settings(settings, origin)
+
+
+def check_smtp_settings(settings: Settings, origin: Mapping[str, str]) -> None:
+    """SMTP and Watchtower's NOTIFICATIONS: what must go together; ConfigError naming the fix.
+
+    Only Watchtower's ``email`` type is read from NOTIFICATIONS: its other types (slack,
+    msteams, gotify, shoutrrr) have their own variables that watchkeeper does not read, so
+    accepting them would silently lose every message; an Apprise URL replaces each of them.
+    """
+    types_var = origin.get("notifications", "WATCHKEEPER_NOTIFICATIONS")
+    host_var = origin.get("smtp_host", "WATCHKEEPER_SMTP_HOST")
+    for kind in settings.notifications:
+        if kind.lower() != "email":
+            raise ConfigError(
+                types_var,
+                f"{kind!r} is not read by watchkeeper (only 'email', which is SMTP); put an "
+                "Apprise URL for that service in WATCHKEEPER_NOTIFICATION_URLS instead",
+            )
+    if settings.notifications and not settings.smtp_host:
+        raise ConfigError(
+            "WATCHTOWER_NOTIFICATION_EMAIL_SERVER",
+            f"{types_var} asks for e-mail but no SMTP server is set "
+            "(WATCHTOWER_NOTIFICATION_EMAIL_SERVER or WATCHKEEPER_SMTP_HOST)",
+        )
+    if settings.smtp_host and not settings.email_to:
+        raise ConfigError("WATCHKEEPER_EMAIL_TO", f"{host_var} is set but no recipient")
+    if settings.smtp_host and not settings.email_from:
+        raise ConfigError("WATCHKEEPER_EMAIL_FROM", f"{host_var} is set but no sender")
+    if bool(settings.smtp_user) != (settings.smtp_password is not None):
+        missing = "smtp_password" if settings.smtp_user else "smtp_user"
+        given = origin.get("smtp_user" if settings.smtp_user else "smtp_password", "")
+        raise ConfigError(PREFIX + missing.upper(), f"{given} is set, so this one is needed too")
 
 
 def _default_text(name: str, info: FieldInfo) -> str:
