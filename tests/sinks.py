@@ -388,9 +388,10 @@ class ReceivedMail:
 class SMTPSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that wants TLS and AUTH, and keeps every mail.
 
-    ``implicit_tls`` serves TLS from the first byte (SMTPS, port 465 style); otherwise the
-    server offers STARTTLS and refuses MAIL before it (``require_starttls``). AUTH PLAIN/LOGIN is
-    offered only over TLS and required before MAIL.
+    ``tls``: ``starttls`` (the default) offers STARTTLS and refuses MAIL before it;
+    ``implicit`` serves TLS from the first byte (SMTPS, port 465 style); ``none`` offers no TLS
+    at all (a server a client must refuse to send its password to). AUTH PLAIN/LOGIN is offered
+    only over TLS and required before MAIL.
     """
 
     def __init__(
@@ -399,19 +400,23 @@ class SMTPSink:
         user: str = "apikey",
         password: str | None = None,
         *,
-        implicit_tls: bool = False,
+        tls: str = "starttls",
     ) -> None:
         self.user = user
         self.password = password or f"SG.smtp-{uuid.uuid4().hex}"
         self.certificates = certificates
+        self.implicit_tls = tls == "implicit"
         self.port = _free_port()
         self._lock = threading.Lock()
         self._mails: list[ReceivedMail] = []
         self.refused_logins: list[str] = []
-        tls = certificates.server_context()
-        security: dict[str, Any] = (
-            {"ssl_context": tls} if implicit_tls else {"tls_context": tls, "require_starttls": True}
-        )
+        context = certificates.server_context()
+        security: dict[str, Any] = {
+            "starttls": {"tls_context": context, "require_starttls": True},
+            # aiosmtpd sees no STARTTLS layer on an SMTPS connection: tell it AUTH is safe.
+            "implicit": {"ssl_context": context, "auth_require_tls": False},
+            "none": {},
+        }[tls]
         self._controller = Controller(
             self,
             hostname="127.0.0.1",
@@ -441,7 +446,7 @@ class SMTPSink:
         if not good:
             with self._lock:
                 self.refused_logins.append(login)
-        return AuthResult(success=good, handled=False)
+        return AuthResult(success=good, handled=False, auth_data=auth_data)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         """Keep the mail (aiosmtpd's handler hook)."""
@@ -452,7 +457,7 @@ class SMTPSink:
             mail_from=envelope.mail_from,
             rcpt_tos=list(envelope.rcpt_tos),
             message=parsed,  # type: ignore[arg-type]
-            tls=session.ssl is not None,
+            tls=session.ssl is not None or self.implicit_tls,
             login=login,
         )
         with self._lock:

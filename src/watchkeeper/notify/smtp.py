@@ -76,8 +76,11 @@ class SMTPNotifier:
         starttls: bool = True,
         skip_verify: bool = False,
         timeout_s: float = 10.0,
+        implicit_tls: bool | None = None,
     ) -> None:
         """Keep the settings; nothing is connected yet.
+
+        ``implicit_tls`` (TLS from the first byte) defaults to ``port == 465``.
 
         Raises:
             ConfigError: no recipient, or a user without a password (or the reverse).
@@ -95,6 +98,7 @@ class SMTPNotifier:
         self.starttls = starttls
         self.skip_verify = skip_verify
         self.timeout_s = timeout_s
+        self.implicit_tls = port == IMPLICIT_TLS_PORT if implicit_tls is None else implicit_tls
         if skip_verify:
             log.warning("notification.tls_unverified", channel=self.name, smtp_host=host)
 
@@ -136,7 +140,7 @@ class SMTPNotifier:
 
     def _connect(self) -> smtplib.SMTP:
         """An open connection: SMTPS on port 465, plain SMTP (STARTTLS comes next) elsewhere."""
-        if self.port == IMPLICIT_TLS_PORT:
+        if self.implicit_tls:
             return smtplib.SMTP_SSL(
                 self.host,
                 self.port,
