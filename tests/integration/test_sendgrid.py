@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 import structlog
@@ -243,3 +244,64 @@ def test_parse_retry_after_reads_seconds_and_dates(
 ) -> None:
     """Retry-After in seconds or as a past HTTP date; garbage means no advice."""
     assert parse_retry_after(value) == expected
+
+
+def test_sendgrid_summary_html_has_one_row_per_updated_failed_and_rolled_back_container(
+    sendgrid_sink: SendGridSink,
+) -> None:
+    """The HTML SendGrid receives, parsed, has one row per container, with the rollback's why."""
+    report = Report(host="web-1")
+    digests = {"old_digest": "sha256:" + "1" * 64, "new_digest": "sha256:" + "2" * 64}
+    report.add(ContainerOutcome("api", "acme/api:1", State.UPDATED, duration_s=2.0, **digests))
+    report.add(
+        ContainerOutcome("worker", "acme/worker:1", State.FAILED, error="pull failed", **digests)
+    )
+    report.add(
+        ContainerOutcome(
+            "web",
+            "acme/web:1",
+            State.ROLLED_BACK,
+            error="not healthy within 10 s",
+            reason="health check failed",
+            log_tail=["listening on :80", "panic: no config"],
+            **digests,
+        )
+    )
+    make_notifier(sendgrid_sink).send(render_report(report.finish()))
+
+    [request] = sendgrid_sink.mail_sends
+    html = next(c["value"] for c in request.body["content"] if c["type"] == "text/html")
+    parser = RowTexts()
+    parser.feed(html)
+    data_rows = [row for row in parser.rows if not row.startswith("Container")]
+    assert len(data_rows) == 3
+    for name, state in (("api", "updated"), ("worker", "failed"), ("web", "rolled back")):
+        [row] = [row for row in data_rows if row.startswith(name)]
+        assert state in row
+        assert "111111111111 → 222222222222" in row
+    [web] = [row for row in data_rows if row.startswith("web")]
+    assert "health check failed" in web
+    assert "panic: no config" in web
+    assert request.body["subject"] == "watchkeeper on web-1: 1 updated, 1 failed, 1 rolled back"
+
+
+class RowTexts(HTMLParser):
+    """The text of every ``<tr>`` of an HTML body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[str] = []
+        self._in_row = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self._in_row = True
+            self.rows.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._in_row = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_row:
+            self.rows[-1] += data

@@ -172,3 +172,18 @@ def test_mail_categories_are_ascii_unique_and_at_most_ten() -> None:
         "prprod",
     ]
     assert len(mail_categories(tuple(f"c{i}" for i in range(20)))) == 10
+
+
+def test_build_notifiers_with_eu_host_posts_to_eu_region() -> None:
+    """SENDGRID_API_HOST points the client at SendGrid's EU region."""
+    settings = settings_from(
+        {
+            "WATCHKEEPER_SENDGRID_API_KEY": "SG.key-for-this-test",
+            "WATCHKEEPER_SENDGRID_API_HOST": "https://api.eu.sendgrid.com",
+            "WATCHKEEPER_EMAIL_FROM": "wk@example.com",
+            "WATCHKEEPER_EMAIL_TO": "ops@example.com",
+        }
+    )
+    [notifier] = build_notifiers(settings)
+    assert isinstance(notifier, SendGridNotifier)
+    assert notifier.host == "https://api.eu.sendgrid.com"
