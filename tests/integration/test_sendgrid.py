@@ -273,7 +273,7 @@ def test_sendgrid_summary_html_has_one_row_per_updated_failed_and_rolled_back_co
     html = next(c["value"] for c in request.body["content"] if c["type"] == "text/html")
     parser = RowTexts()
     parser.feed(html)
-    data_rows = [row for row in parser.rows if not row.startswith("Container")]
+    data_rows = [row.strip() for row in parser.rows if not row.strip().startswith("Container")]
     assert len(data_rows) == 3
     for name, state in (("api", "updated"), ("worker", "failed"), ("web", "rolled back")):
         [row] = [row for row in data_rows if row.startswith(name)]
