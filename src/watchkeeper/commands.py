@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
+from watchkeeper.actions.recover import prepare_services
 from watchkeeper.actions.select import select_containers
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
@@ -33,7 +34,9 @@ log = structlog.get_logger()
 
 def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     """One full run; exit 1 when an update failed or was rolled back."""
-    runner = Runner(build_services(settings), names)
+    services = build_services(settings)
+    prepare_services(services, names)
+    runner = Runner(services, names)
     report = runner.perform_run("once")
     if as_json:
         print(json.dumps(report.to_dict()))
@@ -42,7 +45,9 @@ def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool)
 
 def daemon(settings: Settings, names: Sequence[str]) -> int:
     """The long-running daemon; 0 after a clean stop."""
-    runner = Runner(build_services(settings), names)
+    services = build_services(settings)
+    prepare_services(services, names)
+    runner = Runner(services, names)
     return serve(runner)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from watchkeeper.containers.order import find_dependents
 from watchkeeper.containers.recreate import (
     COMPOSE_IMAGE_LABEL,
     PREVIOUS_ID_LABEL,
@@ -23,7 +24,7 @@ from watchkeeper.containers.recreate import (
     CreateSpec,
     build_create_spec,
 )
-from watchkeeper.containers.swap import aside_name, find_dependents
+from watchkeeper.containers.swap import aside_name
 
 DATA = Path(__file__).parent / "data"
 API_VERSIONS = ("1.41", "1.45")

@@ -3,6 +3,10 @@
 This is the whole of ``watchkeeper check`` and the first half of every run. It asks the registry
 one HEAD per distinct image reference and compares the answer with the digests of the image each
 container *runs* (its image ID, never the tag, which may have moved locally). Nothing is pulled.
+
+With NO_PULL (the ``watchkeeper.no-pull`` label, or the setting through :func:`apply_no_pull`)
+the registry is not asked at all: the container is stale when the image its tag names *on this
+engine* is not the one it runs (images built on the host).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import structlog
 
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError, RegistryError
-from watchkeeper.labels import container_name
+from watchkeeper.labels import container_name, read_bool_label
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.registry.reference import Reference, is_image_id, parse_reference
 
@@ -45,6 +49,8 @@ class Watched:
     remote_digest: str | None = None
     error: str | None = None
     skip_reason: str | None = None
+    # NO_PULL: the image ID the local tag points at, which the container moves to.
+    target_image_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -90,21 +96,72 @@ def classify_local(container: dict[str, Any], engine: Engine) -> Watched:
 
 
 def check_containers(
-    engine: Engine, registry: RegistryClient, containers: Sequence[dict[str, Any]]
+    engine: Engine,
+    registry: RegistryClient,
+    containers: Sequence[dict[str, Any]],
+    *,
+    no_pull: bool = False,
 ) -> list[Watched]:
-    """Ask the registry about every watched container's tag; one HEAD per distinct reference."""
+    """Ask the registry about every watched container's tag; one HEAD per distinct reference.
+
+    Containers under NO_PULL (``no_pull``, or their label) are judged by the local tag instead.
+    """
     watched = []
     for container in containers:
         try:
             watched.append(classify_local(container, engine))
         except EngineError as exc:
             watched.append(Watched(container, None, None, Verdict.ERROR, error=str(exc)))
-    to_ask = [w.reference for w in watched if w.verdict is Verdict.FRESH and w.reference]
-    answers = registry.fetch_digests(to_ask)
+    local = [w for w in watched if _no_pull(w.container, no_pull)]
+    apply_no_pull(engine, local)
+    judged_locally = {id(w) for w in local}
+    to_ask = [
+        w.reference
+        for w in watched
+        if w.verdict is Verdict.FRESH and w.reference and not _no_pull(w.container, no_pull)
+    ]
+    answers = registry.fetch_digests(to_ask) if to_ask else {}
     for item in watched:
-        if item.verdict is Verdict.FRESH and item.reference is not None:
+        if item.verdict is Verdict.FRESH and item.reference and id(item) not in judged_locally:
             apply_answer(item, answers.get(item.reference))
     return watched
+
+
+def _no_pull(container: dict[str, Any], default: bool) -> bool:
+    label = read_bool_label(container, "no-pull")
+    return default if label is None else label
+
+
+def apply_no_pull(engine: Engine, items: Sequence[Watched]) -> None:
+    """Judge ``items`` by the image their tag names on this engine, not by the registry.
+
+    Pinned containers stay pinned; a tag missing locally is an ``error`` verdict.
+    """
+    for item in items:
+        if item.verdict is Verdict.PINNED or item.reference is None:
+            continue
+        try:
+            image = engine.inspect_image(item.image_ref)
+        except EngineError as exc:
+            item.verdict, item.error = Verdict.ERROR, str(exc)
+            continue
+        if image is None:
+            item.verdict, item.error = Verdict.ERROR, "no local image for the tag (NO_PULL)"
+            continue
+        item.error, item.skip_reason = None, None
+        item.target_image_id = str(image["Id"])
+        digests = [d.split("@", 1)[1] for d in image.get("RepoDigests") or [] if "@" in d]
+        item.remote_digest = digests[0] if digests else None
+        item.verdict = Verdict.FRESH if item.target_image_id == item.image_id else Verdict.STALE
+        log.info(
+            "image.stale" if item.verdict is Verdict.STALE else "image.checked",
+            container=item.name,
+            image=item.image_ref,
+            verdict=str(item.verdict),
+            local_digest=item.local_digest,
+            remote_digest=item.remote_digest,
+            no_pull=True,
+        )
 
 
 def apply_answer(item: Watched, answer: str | RegistryError | None) -> None:

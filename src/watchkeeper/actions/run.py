@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Verdict, Watched, check_containers
+from watchkeeper.actions.check import Verdict, Watched, apply_no_pull, check_containers
+from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
 from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.actions.update import UpdateContext, outcome_without_update, update_stale
 from watchkeeper.containers.engine import Engine
@@ -24,6 +25,7 @@ from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.report import ContainerOutcome, Report, State
 from watchkeeper.settings import Settings
+from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
 
@@ -37,6 +39,8 @@ class Services:
     registry: RegistryClient
     credentials: CredentialStore
     stop: threading.Event = field(default_factory=threading.Event)
+    # Failed and notified digests; created on first use from STATE_DIR when not given.
+    state: StateStore | None = None
 
 
 def check_engine(
@@ -96,19 +100,29 @@ def run_engine(
     services: Services, engine: Engine, names: Sequence[str], images: Sequence[str] = ()
 ) -> list[ContainerOutcome]:
     """Check and update the containers of one engine."""
+    settings = services.settings
+    if settings.lifecycle_hooks:
+        run_pre_check_hooks(engine, settings, names, images)
     try:
         watched, outcomes, snapshots = check_engine(services, engine, names, images)
     except EngineError as exc:
         log.error("engine.failed", engine=engine.host_label, error=str(exc))
         return []
+    if settings.no_pull:
+        apply_no_pull(engine, watched)
     stale = [w for w in watched if w.verdict is Verdict.STALE]
     outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]
+    if services.state is None:
+        services.state = StateStore(settings.state_dir)
     ctx = UpdateContext(
         engine=engine,
         credentials=services.credentials,
-        settings=services.settings,
+        settings=settings,
         stop=services.stop,
         snapshots=snapshots,
+        state=services.state,
     )
     outcomes += update_stale(ctx, stale)
+    if settings.lifecycle_hooks:
+        run_post_check_hooks(engine, [w.name for w in watched])
     return outcomes

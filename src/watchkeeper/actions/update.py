@@ -1,15 +1,26 @@
-"""The update: pull each stale image once, swap its containers, recreate their dependents.
+"""The update: settle what needs no pull, pull each stale image once, then move the groups.
 
-One container's failure is an outcome, never an exception that ends the run: a failed pull marks
-that image's containers ``failed`` and leaves them untouched; a failed swap has already been
-undone by ``swap_container`` before it raises. Old images are removed only after every swap of
-the run, by ID and without force, so an image another container still uses stays.
+Order of one engine's update, and why:
+
+1. rows that need nothing pulled are settled first: monitor-only (``available``), a digest that
+   was rolled back before and is still the registry's (``skipped``, not tried again until the
+   registry moves on), containers in a dependency cycle (``skipped``);
+2. each remaining image is pulled once (or, with NO_PULL, taken from the local tag); a failed
+   pull fails its containers and leaves them untouched; an unchanged image ID means nothing to do;
+3. ``pre-update`` hooks (LIFECYCLE_HOOKS) run just before the swaps: exit 75 skips the container
+   this run, another non-zero exit fails it untouched;
+4. the stale containers are planned into groups with their dependents (:mod:`containers.order`)
+   and the groups are swapped one after another (:mod:`actions.groups`), each container gated
+   before the next one starts, with rollback — ROLLING_RESTART's one-at-a-time is the default,
+   and the setting is accepted for Watchtower users;
+5. old images are removed by ID and without force, after every swap of the run.
+
+One container's failure is an outcome, never an exception that ends the run.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,20 +29,25 @@ from typing import Any
 import structlog
 
 from watchkeeper.actions.check import Verdict, Watched
+from watchkeeper.actions.groups import Target, memory_key, update_group
+from watchkeeper.actions.policy import monitor_only, no_pull
 from watchkeeper.containers.engine import Engine
-from watchkeeper.containers.swap import SwapFailedError, find_dependents, swap_container
+from watchkeeper.containers.hooks import run_hook
+from watchkeeper.containers.order import DependencyGraph, cycle_reason, plan_groups
 from watchkeeper.errors import EngineError
-from watchkeeper.labels import container_name, read_bool_label, read_label
+from watchkeeper.labels import container_name, read_bool_label
 from watchkeeper.registry.auth import CredentialStore, to_docker_auth_config
 from watchkeeper.report import ContainerOutcome, State
 from watchkeeper.settings import Settings
+from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
 
 
 @dataclass
 class UpdateContext:
-    """What the update needs from the outside: one engine, credentials, settings, a stop flag."""
+    """What the update needs from the outside: one engine, credentials, settings, a stop flag,
+    the run's snapshot of every container, and the state store (failed digests)."""
 
     engine: Engine
     credentials: CredentialStore
@@ -39,6 +55,7 @@ class UpdateContext:
     stop: threading.Event = field(default_factory=threading.Event)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     old_images: set[str] = field(default_factory=set)
+    state: StateStore | None = None
 
     @property
     def names_by_id(self) -> dict[str, str]:
@@ -70,45 +87,93 @@ def outcome_without_update(item: Watched) -> ContainerOutcome:
 
 def update_stale(ctx: UpdateContext, watched: Sequence[Watched]) -> list[ContainerOutcome]:
     """Update every stale container; return one outcome per stale container."""
-    groups: dict[str, list[Watched]] = defaultdict(list)
+    graph = DependencyGraph(ctx.snapshots)
     outcomes: list[ContainerOutcome] = []
+    pending = []
     for item in watched:
-        if _monitor_only(ctx.settings, item):
-            outcomes.append(outcome_for(item, State.AVAILABLE, reason="monitor-only"))
+        settled = _settled_without_pull(ctx, graph, item)
+        if settled is None:
+            pending.append(item)
         else:
-            groups[item.image_ref].append(item)
-    for image_ref, items in groups.items():
-        outcomes.extend(update_image(ctx, image_ref, items))
+            _log_outcome(settled)
+            outcomes.append(settled)
+    targets = _prepare_targets(ctx, pending, outcomes)
+    plan = plan_groups(
+        graph,
+        targets,
+        excluded=[c["Id"] for c in ctx.snapshots if read_bool_label(c, "enable") is False],
+    )
+    for cid, reason in plan.left_out.items():
+        log.warning("container.skipped", container=graph.name(cid), reason=reason)
+    for group in plan.groups:
+        outcomes += update_group(ctx, group, targets)
     remove_old_images(ctx)
     return outcomes
 
 
-def _monitor_only(settings: Settings, item: Watched) -> bool:
-    label = read_bool_label(item.container, "monitor-only")
-    return settings.monitor_only if label is None else label
+def _settled_without_pull(
+    ctx: UpdateContext, graph: DependencyGraph, item: Watched
+) -> ContainerOutcome | None:
+    """The outcome of a stale container that is not to be pulled, else None."""
+    if monitor_only(ctx.settings, item.container):
+        return outcome_for(item, State.AVAILABLE, reason="monitor-only")
+    digest = item.remote_digest or item.target_image_id
+    if ctx.state is not None and ctx.state.is_failed(memory_key(ctx.engine, item), digest):
+        short = (digest or "").removeprefix("sha256:")[:12]
+        reason = f"{short} failed and was rolled back before; waiting for a newer image"
+        return outcome_for(item, State.SKIPPED, reason=reason)
+    cycle = graph.cycle_of(str(item.container["Id"]))
+    if cycle is not None:
+        return outcome_for(item, State.SKIPPED, reason=cycle_reason(cycle))
+    return None
 
 
-def update_image(
-    ctx: UpdateContext, image_ref: str, items: list[Watched]
-) -> list[ContainerOutcome]:
-    """Pull one stale image and swap each container that runs it."""
-    started = time.monotonic()
-    try:
-        new_id = pull_image(ctx, items[0])
-    except EngineError as exc:
-        log.error("image.pull_failed", image=image_ref, error=str(exc))
-        return [outcome_for(i, State.FAILED, error=f"pull failed: {exc}") for i in items]
-    outcomes = []
-    for item in items:
-        if item.image_id == new_id:
-            # A new index whose manifest for this platform did not change: nothing to recreate.
-            outcomes.append(outcome_for(item, State.FRESH, new_image_id=new_id))
-        elif ctx.stop.is_set():
-            outcomes.append(outcome_for(item, State.SKIPPED, reason="shutting down"))
-        else:
-            outcomes.append(swap_one(ctx, item, new_id))
-    log.debug("image.done", image=image_ref, duration_s=round(time.monotonic() - started, 3))
-    return outcomes
+def _prepare_targets(
+    ctx: UpdateContext, pending: list[Watched], outcomes: list[ContainerOutcome]
+) -> dict[str, Target]:
+    """Pull each image once and run the pre-update hooks; return the containers to update.
+
+    Containers whose pull or hook failed, or whose image did not change, get their outcome
+    in ``outcomes`` instead.
+    """
+    by_image: dict[str, list[Watched]] = defaultdict(list)
+    for item in pending:
+        by_image[item.image_ref].append(item)
+    targets: dict[str, Target] = {}
+    for image_ref, items in by_image.items():
+        try:
+            new_image = _new_image(ctx, items[0])
+        except EngineError as exc:
+            log.error("image.pull_failed", image=image_ref, error=str(exc))
+            for item in items:
+                outcomes.append(outcome_for(item, State.FAILED, error=f"pull failed: {exc}"))
+            continue
+        for item in items:
+            if item.image_id == new_image["Id"]:
+                # A new index whose manifest for this platform did not change: nothing to do.
+                outcomes.append(outcome_for(item, State.FRESH, new_image_id=new_image["Id"]))
+            else:
+                targets[str(item.container["Id"])] = Target(item, new_image)
+    if ctx.settings.lifecycle_hooks:
+        _run_pre_update_hooks(ctx, targets, outcomes)
+    return targets
+
+
+def _new_image(ctx: UpdateContext, item: Watched) -> dict[str, Any]:
+    """The inspect of the image the container moves to: pulled, or the local tag (NO_PULL).
+
+    Raises EngineError (PullError) when it cannot be had.
+    """
+    if no_pull(ctx.settings, item.container):
+        image = ctx.engine.inspect_image(item.target_image_id or item.image_ref)
+        if image is None:
+            raise EngineError(f"{item.image_ref}: the local tag has no image (NO_PULL)")
+        return image
+    new_id = pull_image(ctx, item)
+    image = ctx.engine.inspect_image(new_id)
+    if image is None:
+        raise EngineError(f"image {new_id} vanished right after the pull")
+    return image
 
 
 def pull_image(ctx: UpdateContext, item: Watched) -> str:
@@ -130,86 +195,42 @@ def pull_image(ctx: UpdateContext, item: Watched) -> str:
     return new_id
 
 
-def swap_one(ctx: UpdateContext, item: Watched, new_id: str) -> ContainerOutcome:
-    """Swap one container onto ``new_id``, then recreate the containers that depend on it."""
-    started = time.monotonic()
-    try:
-        new_image = ctx.engine.inspect_image(new_id)
-        if new_image is None or item.image is None:
-            raise EngineError(f"image {new_id} or {item.image_id} vanished before the swap")
-        new_container_id = swap_container(
-            ctx.engine, item.container, item.image, new_image, **swap_options(ctx, item.container)
-        )
-    except SwapFailedError as exc:
-        return _failed(item, new_id, started, exc, restored=exc.restored)
-    except EngineError as exc:
-        return _failed(item, new_id, started, exc, restored=True)
-    ctx.old_images.add(item.image_id)
-    duration = time.monotonic() - started
-    log.info(
-        "container.updated",
-        container=item.name,
-        container_id=new_container_id,
-        image=item.image_ref,
-        local_digest=item.local_digest,
-        remote_digest=item.remote_digest,
-        duration_s=round(duration, 3),
-    )
-    recreate_dependents(ctx, item.container)
-    return outcome_for(item, State.UPDATED, new_image_id=new_id, duration_s=duration)
-
-
-def _failed(
-    item: Watched, new_id: str, started: float, exc: Exception, *, restored: bool
-) -> ContainerOutcome:
-    log.error(
-        "container.update_failed",
-        container=item.name,
-        image=item.image_ref,
-        error=str(exc),
-        restored=restored,
-    )
-    return outcome_for(
-        item,
-        State.FAILED,
-        new_image_id=new_id,
-        error=str(exc),
-        duration_s=time.monotonic() - started,
-        reason="old container restored" if restored else "old container could not be restored",
-    )
-
-
-def swap_options(ctx: UpdateContext, container: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of ``swap_container`` from settings and the container's labels."""
-    return {
-        "names_by_id": ctx.names_by_id,
-        "stop_timeout_s": ctx.settings.stop_timeout,
-        "stop_signal": read_label(container, "stop-signal"),
-        "settle_s": ctx.settings.stability_window,
-    }
-
-
-def recreate_dependents(ctx: UpdateContext, parent: dict[str, Any]) -> None:
-    """Recreate containers sharing the parent's network namespace or linking to it.
-
-    They keep their own image: after the parent was replaced, a ``container:`` child is left with
-    only ``lo`` and a link points at a removed container, so they must follow their parent.
-    """
-    for dependent in find_dependents(ctx.snapshots, parent):
-        name = container_name(dependent)
-        try:
-            image = ctx.engine.inspect_image(dependent["Image"])
-            if image is None:
-                raise EngineError(f"image {dependent['Image']} of {name} is gone")
-            swap_container(ctx.engine, dependent, image, image, **swap_options(ctx, dependent))
-            log.info(
-                "container.recreated",
-                container=name,
-                reason="dependent",
-                parent=container_name(parent),
+def _run_pre_update_hooks(
+    ctx: UpdateContext, targets: dict[str, Target], outcomes: list[ContainerOutcome]
+) -> None:
+    """Run ``pre-update`` in each target; exit 75 skips it, another failure fails it."""
+    for cid, target in list(targets.items()):
+        result = run_hook(ctx.engine, target.item.container, "pre-update")
+        if result is None or result.ok:
+            continue
+        del targets[cid]
+        if result.skip:
+            outcome = outcome_for(
+                target.item, State.SKIPPED, reason="pre-update hook asked to skip (exit 75)"
             )
-        except EngineError as exc:
-            log.error("container.update_failed", container=name, error=str(exc), reason="dependent")
+        else:
+            outcome = outcome_for(
+                target.item,
+                State.FAILED,
+                error=result.describe(),
+                reason="pre-update hook failed; container untouched",
+            )
+        _log_outcome(outcome)
+        outcomes.append(outcome)
+
+
+def _log_outcome(outcome: ContainerOutcome) -> None:
+    """``container.skipped`` / ``container.update_failed`` for a row settled without a swap."""
+    event = "container.update_failed" if outcome.state is State.FAILED else "container.skipped"
+    if outcome.state in (State.FAILED, State.SKIPPED, State.AVAILABLE):
+        log.info(
+            event if outcome.state is not State.AVAILABLE else "container.available",
+            container=outcome.name,
+            image=outcome.image,
+            remote_digest=outcome.new_digest,
+            reason=outcome.reason,
+            error=outcome.error,
+        )
 
 
 def remove_old_images(ctx: UpdateContext) -> None:

@@ -1,11 +1,14 @@
 """The Docker adapter: engine calls, the replacement's create spec, and the safe swap.
 
 ``engine`` is the only place docker-py is used (errors translated, timeouts everywhere),
-``recreate`` turns an inspect into the replacement's create request without I/O, and ``swap``
-replaces one container with rollback and finds the containers that depend on it.
+``recreate`` turns an inspect into the replacement's create request without I/O, ``order``
+finds dependencies and plans groups (pure), ``ready`` is the health gate, ``swap`` moves a group
+with rollback, ``recovery`` repairs swaps a crash interrupted, ``hooks`` runs lifecycle commands,
+and ``pause`` is a test-only hook to stop a swap at a named step.
 """
 
-from watchkeeper.containers.engine import Engine, NotFoundError
+from watchkeeper.containers.engine import Engine, ExecResult, NotFoundError
+from watchkeeper.containers.order import DependencyGraph, find_dependents, plan_groups
 from watchkeeper.containers.recreate import (
     PREVIOUS_ID_LABEL,
     PREVIOUS_IMAGE_LABEL,
@@ -14,22 +17,30 @@ from watchkeeper.containers.recreate import (
 )
 from watchkeeper.containers.swap import (
     ASIDE_MARKER,
+    FAILED_MARKER,
+    Move,
     SwapFailedError,
     aside_name,
-    find_dependents,
     swap_container,
+    swap_group,
 )
 
 __all__ = [
     "ASIDE_MARKER",
+    "FAILED_MARKER",
     "PREVIOUS_ID_LABEL",
     "PREVIOUS_IMAGE_LABEL",
     "CreateSpec",
+    "DependencyGraph",
     "Engine",
+    "ExecResult",
+    "Move",
     "NotFoundError",
     "SwapFailedError",
     "aside_name",
     "build_create_spec",
     "find_dependents",
+    "plan_groups",
     "swap_container",
+    "swap_group",
 ]

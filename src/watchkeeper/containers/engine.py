@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -21,6 +24,7 @@ import docker
 import docker.auth
 import docker.errors
 import requests.exceptions
+import structlog
 import urllib3.exceptions
 
 from watchkeeper.containers.recreate import CreateSpec, parse_api_version
@@ -36,10 +40,23 @@ _TRANSLATED = (
 _KILL_WAIT_S = 15.0
 # From this API version ``POST /containers/{id}/stop`` takes a ``signal``.
 _STOP_SIGNAL_API = (1, 42)
+# DOCKER_API_VERSION older than this is ignored: the recreate rules are tested from 1.41 on.
+_OLDEST_PINNED_API = (1, 41)
+
+log = structlog.get_logger()
 
 
 class NotFoundError(EngineError):
     """The container, image or network the call named does not exist (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run inside a container did; ``exit_code`` None when it timed out."""
+
+    exit_code: int | None
+    output: str
+    timed_out: bool = False
 
 
 @contextmanager
@@ -83,10 +100,15 @@ class Engine:
         self.host_label: str = _host_label(base_url or os.environ.get("DOCKER_HOST"), self.info())
 
     @classmethod
-    def connect(cls, base_url: str | None, *, timeout: float = 60.0) -> Engine:
+    def connect(
+        cls, base_url: str | None, *, timeout: float = 60.0, api_version: str | None = None
+    ) -> Engine:
         """Connect to ``base_url`` (None: ``DOCKER_HOST`` or the local socket) and ping it.
 
-        ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` apply to an explicit URL too.
+        ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` apply to an explicit URL too. The API
+        version is negotiated; ``api_version`` (DOCKER_API_VERSION) is used instead only when
+        the engine and watchkeeper both support it, else ``engine.api_version_ignored`` is
+        logged: a stale pin must never stop the daemon from starting.
         Raises EngineUnreachableError when the engine does not answer.
         """
         environment = dict(os.environ)
@@ -95,6 +117,8 @@ class Engine:
         try:
             client = docker.from_env(version="auto", timeout=timeout, environment=environment)
             client.ping()
+            if api_version:
+                client = _pinned_client(client, api_version.strip(), environment, timeout)
         except _TRANSLATED as exc:
             where = base_url or environment.get("DOCKER_HOST") or "the local socket"
             raise EngineUnreachableError(f"{where}: {_explain(exc)}") from exc
@@ -292,6 +316,90 @@ class Engine:
         """Remove a container, never its volumes (no ``v``). Raises NotFoundError, EngineError."""
         with _translated(f"remove container {container_id}"):
             self._api.remove_container(container_id, v=False, force=force)
+
+    def container_logs(self, container_id: str, *, tail: int) -> list[str]:
+        """The last ``tail`` lines a container wrote (stdout and stderr). Raises EngineError."""
+        with _translated(f"logs of {container_id}"):
+            raw = self._api.logs(container_id, stdout=True, stderr=True, tail=tail)
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return text.splitlines()[-tail:] if tail > 0 else []
+
+    def exec_command(
+        self, container_id: str, command: list[str], *, timeout_s: float | None
+    ) -> ExecResult:
+        """Run ``command`` in a running container; wait at most ``timeout_s`` (None: no limit).
+
+        The engine has no way to kill an exec: on timeout the command is left running in
+        the container and ``timed_out`` is set. Raises EngineError (e.g. not running).
+        """
+        with _translated(f"exec in {container_id}"):
+            exec_id = str(self._api.exec_create(container_id, command)["Id"])
+        box: dict[str, Any] = {}
+        reader = threading.Thread(
+            target=self._read_exec, args=(exec_id, timeout_s, box), daemon=True
+        )
+        reader.start()
+        reader.join(timeout_s)
+        if reader.is_alive():
+            return ExecResult(exit_code=None, output=str(box.get("output", "")), timed_out=True)
+        if "error" in box:
+            raise EngineError(f"exec in {container_id}: {_explain(box['error'])}") from box["error"]
+        with _translated(f"inspect exec in {container_id}"):
+            info = self._api.exec_inspect(exec_id)
+        code = info.get("ExitCode")
+        return ExecResult(exit_code=code if isinstance(code, int) else None, output=box["output"])
+
+    def _read_exec(self, exec_id: str, timeout_s: float | None, box: dict[str, Any]) -> None:
+        """Start an exec and read its whole output into ``box`` (run in a thread).
+
+        docker-py's ``exec_start`` reads with the client's timeout, which would end a quiet
+        hook longer than it; here the socket waits as long as the hook may run.
+        """
+        url = self._api._url("/exec/{0}/start", exec_id)
+        read_timeout = None if timeout_s is None else timeout_s + self._timeout
+        try:
+            response = self._api._post_json(
+                url,
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                data={"Tty": False, "Detach": False},
+                stream=True,
+                timeout=read_timeout,
+            )
+            raw = self._api._read_from_socket(response, False, tty=False, demux=False)
+            box["output"] = raw.decode("utf-8", errors="replace") if raw else ""
+        except _TRANSLATED as exc:
+            box["error"] = exc
+        except OSError as exc:  # the raw socket read raises plain socket errors
+            box["error"] = exc
+
+
+def _pinned_client(client: Any, wanted: str, environment: dict[str, str], timeout: float) -> Any:
+    """A client speaking API ``wanted`` when the engine and watchkeeper support it.
+
+    Otherwise logs ``engine.api_version_ignored`` and returns ``client`` (negotiated).
+    """
+    server = client.version()
+    newest = str(server.get("ApiVersion") or client.api.api_version)
+    oldest = str(server.get("MinAPIVersion") or newest)
+    version = parse_api_version(wanted)
+    reason = None
+    if not re.fullmatch(r"1\.\d{1,3}", wanted):
+        reason = "not a Docker API version such as 1.41"
+    elif not parse_api_version(oldest) <= version <= parse_api_version(newest):
+        reason = f"the engine speaks API {oldest} to {newest}"
+    elif version < _OLDEST_PINNED_API:
+        reason = "watchkeeper needs API 1.41 or newer to carry every setting over"
+    if reason is not None:
+        log.warning(
+            "engine.api_version_ignored",
+            requested=wanted,
+            using=str(client.api.api_version),
+            reason=reason,
+        )
+        return client
+    pinned = docker.from_env(version=wanted, timeout=timeout, environment=environment)
+    client.close()
+    return pinned
 
 
 def _raise_stream_error(ref: str, message: Any) -> None:

@@ -21,6 +21,9 @@ from typing import Any
 
 PREVIOUS_ID_LABEL = "watchkeeper.swap.previous-id"
 PREVIOUS_IMAGE_LABEL = "watchkeeper.swap.previous-image"
+# Whether the old container ran when the swap began: a recovery that undoes the swap after a
+# crash starts it again only then.
+PREVIOUS_RUNNING_LABEL = "watchkeeper.swap.previous-running"
 COMPOSE_IMAGE_LABEL = "com.docker.compose.image"
 
 # Fields of POST /containers/create that come from ``Config`` of an inspect.
@@ -201,6 +204,9 @@ def _labels(
         labels[COMPOSE_IMAGE_LABEL] = str(new_image["Id"])
     labels[PREVIOUS_ID_LABEL] = str(container["Id"])
     labels[PREVIOUS_IMAGE_LABEL] = str(container.get("Image") or old_image.get("Id") or "")
+    state = container.get("State") or {}
+    running = bool(state.get("Running") or state.get("Restarting"))
+    labels[PREVIOUS_RUNNING_LABEL] = "true" if running else "false"
     return labels
 
 

@@ -1,70 +1,185 @@
-"""The safe swap of one container onto a new image, with rollback.
+"""The safe swap of a group of containers (one, or one with its dependents), with rollback.
 
-The old container is renamed aside (``<name>-wk-old-<id8>``), never removed, until its
-replacement — created under the original name before the old one stops, so a bad create
-costs no downtime — has started and proved itself (healthy, or running for a settle time).
-Any failure after the rename removes the replacement and gives the old container its name
-and its running state back. The aside name and the ``watchkeeper.swap.previous-*`` labels of
-the replacement let a later start finish or undo a swap that a crash interrupted.
+A :class:`Move` is one container of the group: recreated on a new image (or on its own image,
+when it must follow a recreated parent), or only restarted. :func:`swap_group` moves them in
+four phases, given in start order (every dependency before its dependents):
 
-Also here: :func:`find_dependents`, the containers that must be recreated after a parent
-because they share its network namespace or link to it.
+1. prepare, dependencies first: rename the old container aside (``<name>-wk-old-<id8>``) and
+   create the replacement under the original name — no downtime yet, so a refused create
+   costs nothing and is simply undone;
+2. stop the old containers, dependents first (their stop signal, an explicit timeout);
+3. start, dependencies first, each gated (:mod:`ready`: healthy, or running for the stability
+   window) before the next one starts;
+4. remove the old containers (never their volumes).
+
+A failure in phase 2 or 3 rolls the whole group back: what was started is stopped (dependents
+first), each failed replacement is renamed ``<name>-wk-new-<id8>``, the old container gets its
+name back and is started (dependencies first, each waited for), and the failed replacements
+are removed last. The aside and failed-replacement names and the ``watchkeeper.swap.*`` labels
+of a replacement (old ID, old image, whether the old one ran) are everything
+:mod:`recovery` needs to finish or undo a swap that a crash interrupted at any step.
+With rollback disabled for a container, its failed replacement is kept instead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
 import structlog
 
 from watchkeeper.containers.engine import Engine, NotFoundError
-from watchkeeper.containers.recreate import CreateSpec, build_create_spec
+from watchkeeper.containers.pause import pause_point
+from watchkeeper.containers.ready import NotReadyError, wait_until_ready
+from watchkeeper.containers.recreate import PREVIOUS_ID_LABEL, build_create_spec
 from watchkeeper.errors import EngineError
 
 ASIDE_MARKER = "-wk-old-"
+FAILED_MARKER = "-wk-new-"
 DEFAULT_STOP_TIMEOUT_S = 10.0
-DEFAULT_HEALTH_TIMEOUT_S = 60.0
-# Upper bound of the health wait derived from a healthcheck, whatever its settings say.
-MAX_HEALTH_TIMEOUT_S = 600.0
-_POLL_S = 0.1
-_NS_PER_S = 1_000_000_000
+LOG_TAIL_LINES = 20
+
+log = structlog.get_logger()
+
+
+class Phase(StrEnum):
+    """Where a group swap failed: before the replacement started, or at its health gate."""
+
+    PREPARE = "prepare"
+    STOP = "stop"
+    START = "start"
+    READY = "ready"
 
 
 class SwapFailedError(EngineError):
-    """The replacement failed; ``restored`` tells whether the old container is back as it was."""
+    """A single swap failed; ``restored``: the old container is back as it was.
 
-    def __init__(self, message: str, *, restored: bool) -> None:
+    ``phase`` says where (``ready``: the replacement started and failed its gate),
+    ``log_tail`` holds the failed replacement's last log lines, ``kept`` that the failed
+    replacement was kept (rollback disabled).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        restored: bool,
+        phase: Phase = Phase.PREPARE,
+        log_tail: list[str] | None = None,
+        kept: bool = False,
+    ) -> None:
         super().__init__(message)
         self.restored = restored
+        self.phase = phase
+        self.log_tail = list(log_tail or [])
+        self.kept = kept
 
 
-@dataclass(frozen=True)
-class _Swap:
-    """One swap: who is replaced, under which names, and how to stop and judge."""
+@dataclass
+class Move:
+    """One container of a group and how to move it; the progress fields are the swap's own.
 
-    name: str
-    old_id: str
-    aside: str
-    image: str
-    was_running: bool
-    start: bool
-    stop_signal: str | None
-    stop_timeout_s: float
-    settle_s: float
-    health_timeout_s: float | None
+    ``new_image`` None means restart only. ``start`` None means "as it was" (running or not).
+    """
 
-    def log(self) -> Any:
-        """A logger bound to the container's name and the new image."""
-        return structlog.get_logger().bind(container=self.name, image=self.image)
+    container: dict[str, Any]
+    new_image: dict[str, Any] | None = None
+    old_image: dict[str, Any] | None = None
+    stop_signal: str | None = None
+    stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
+    settle_s: float = 10.0
+    health_timeout_s: float | None = None
+    rollback: bool = True
+    start: bool | None = None
+    aside: str | None = None
+    new_id: str | None = None
+    stopped: bool = False
+    started: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.container.get("Name") or "").lstrip("/")
+
+    @property
+    def old_id(self) -> str:
+        return str(self.container["Id"])
+
+    @property
+    def recreate(self) -> bool:
+        return self.new_image is not None
+
+    @property
+    def was_running(self) -> bool:
+        state = self.container.get("State") or {}
+        return bool(state.get("Running") or state.get("Restarting"))
+
+    @property
+    def should_start(self) -> bool:
+        return self.was_running if self.start is None else self.start
+
+    @property
+    def current_id(self) -> str:
+        """The container that runs (or should run) now: the replacement once created."""
+        return self.new_id or self.old_id
+
+    def logger(self) -> Any:
+        return log.bind(container=self.name)
+
+
+@dataclass
+class Failure:
+    """Why a container of the group failed, and the failed container's last log lines."""
+
+    move: Move
+    phase: Phase
+    error: str
+    log_tail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroupResult:
+    """``failure``: what ended the group (it was rolled back, ``restored`` says how well);
+    ``kept``: failures left in place because rollback was disabled for them."""
+
+    failure: Failure | None = None
+    restored: bool = True
+    kept: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
 
 
 def aside_name(name: str, container_id: str) -> str:
     """The recognisable name the old container carries while its replacement proves itself."""
     return f"{name.lstrip('/')}{ASIDE_MARKER}{container_id[:8]}"
+
+
+def failed_name(name: str, container_id: str) -> str:
+    """The name a failed replacement carries during a rollback, until it is removed."""
+    return f"{name.lstrip('/')}{FAILED_MARKER}{container_id[:8]}"
+
+
+def stop_timeout_for(setting_s: float | None, container: dict[str, Any]) -> float:
+    """The stop grace period: ``STOP_TIMEOUT``, else the container's ``StopTimeout``, else 10 s."""
+    own = (container.get("Config") or {}).get("StopTimeout")
+    for value in (setting_s, own):
+        if value is not None:
+            return float(value)
+    return DEFAULT_STOP_TIMEOUT_S
+
+
+def swap_group(engine: Engine, moves: list[Move], names_by_id: dict[str, str]) -> GroupResult:
+    """Move every container of a group (``moves`` in start order); never raises for one.
+
+    ``names_by_id`` maps the run's container IDs to names (``container:`` modes by name).
+    Returns what failed, if anything, and whether the rollback restored everything.
+    """
+    return _GroupSwap(engine, moves, names_by_id).run()
 
 
 def swap_container(
@@ -79,275 +194,281 @@ def swap_container(
     settle_s: float,
     health_timeout_s: float | None = None,
     start_replacement: bool | None = None,
+    rollback: bool = True,
 ) -> str:
-    """Replace ``container`` by one on ``new_image`` with the same settings; return its ID.
+    """Replace one ``container`` by one on ``new_image`` with the same settings; return its ID.
 
-    ``stop_signal`` is the label-given signal (else the container's own StopSignal),
-    ``stop_timeout_s`` the grace period (else ``Config.StopTimeout``, else 10 s),
-    ``health_timeout_s`` the cap on waiting for ``healthy`` (else derived from the
-    healthcheck), ``start_replacement`` whether to start it (default: if the old one ran).
-    Raises EngineError before anything was touched (AutoRemove, failed rename) and
-    SwapFailedError after the rename, once the rollback was tried.
+    Raises EngineError before anything was touched (AutoRemove) and SwapFailedError once the
+    rollback was tried (or, with ``rollback`` False, the failed replacement kept).
     """
-    _refuse_auto_remove(container)
-    spec = build_create_spec(
-        container, old_image, new_image, api_version=engine.api_version, names_by_id=names_by_id
-    )
-    running = bool((container.get("State") or {}).get("Running"))
-    own_timeout = (container.get("Config") or {}).get("StopTimeout")
-    swap = _Swap(
-        name=spec.name,
-        old_id=str(container["Id"]),
-        aside=aside_name(spec.name, str(container["Id"])),
-        image=str(new_image.get("Id") or ""),
-        was_running=running,
-        start=running if start_replacement is None else start_replacement,
+    refusal = auto_remove_refusal(container)
+    if refusal is not None:
+        raise EngineError(refusal)
+    move = Move(
+        container=container,
+        new_image=new_image,
+        old_image=old_image,
         stop_signal=stop_signal or None,
-        stop_timeout_s=_first_set(stop_timeout_s, own_timeout, DEFAULT_STOP_TIMEOUT_S),
+        stop_timeout_s=stop_timeout_for(stop_timeout_s, container),
         settle_s=settle_s,
         health_timeout_s=health_timeout_s,
+        rollback=rollback,
+        start=start_replacement,
     )
-    return _swap(engine, spec, swap)
+    result = swap_group(engine, [move], names_by_id)
+    failure = result.failure or (result.kept[0] if result.kept else None)
+    if failure is None and move.new_id is not None:
+        return move.new_id
+    assert failure is not None
+    outcome = "restored" if result.restored else "NOT fully restored"
+    if result.kept:
+        outcome = "kept the failed new container (rollback disabled)"
+    raise SwapFailedError(
+        f"{move.name}: {failure.error}; old container {outcome}",
+        restored=result.restored and not result.kept,
+        phase=failure.phase,
+        log_tail=failure.log_tail,
+        kept=bool(result.kept),
+    )
 
 
-def _first_set(*values: float | None) -> float:
-    """The first value that is not None (the last one always is set)."""
-    return float(next(value for value in values if value is not None))
-
-
-def _swap(engine: Engine, spec: CreateSpec, swap: _Swap) -> str:
-    """Rename aside, create, stop old, start new, wait, remove old; roll back on any failure.
-
-    Raises EngineError (rename failed, nothing touched) or SwapFailedError.
-    """
-    # Rename first: the replacement needs the name, and the aside name marks the swap
-    # for a recovery after a crash. Nothing is touched yet if this fails.
-    engine.rename(swap.old_id, swap.aside)
-    swap.log().info("container.renamed_aside", container_id=swap.old_id, aside_name=swap.aside)
-    new_id: str | None = None
-    try:
-        new_id = engine.create_container(spec)
-        swap.log().info("container.created", container_id=new_id)
-        _bring_up(engine, spec, swap, new_id)
-    except Exception as exc:  # any failure, even an unexpected one, must be rolled back
-        restored = _roll_back(engine, swap, new_id)
-        outcome = "restored" if restored else "NOT fully restored"
-        raise SwapFailedError(
-            f"{swap.name}: {exc}; old container {outcome}", restored=restored
-        ) from exc
-    _remove_old(engine, swap)
-    return new_id
-
-
-def _refuse_auto_remove(container: dict[str, Any]) -> None:
-    """Raise EngineError for ``--rm`` containers: stopped, they vanish, so no rollback."""
-    if (container.get("HostConfig") or {}).get("AutoRemove"):
-        name = str(container.get("Name") or container.get("Id")).lstrip("/")
-        raise EngineError(
-            f"{name}: AutoRemove (--rm) is set; the container would vanish when stopped, "
-            "so it cannot be rolled back: not recreated"
-        )
-
-
-def _bring_up(engine: Engine, spec: CreateSpec, swap: _Swap, new_id: str) -> None:
-    """Connect the replacement's other networks, stop the old one, start and judge the new.
-
-    The old container is stopped only now: until here a failure costs no downtime.
-    Raises EngineError.
-    """
-    for network, endpoint in spec.extra_networks.items():
-        engine.connect_network(network, new_id, endpoint)
-    if swap.was_running:
-        engine.stop(swap.old_id, signal=swap.stop_signal, timeout_s=swap.stop_timeout_s)
-        swap.log().info("container.stopped", container_id=swap.old_id)
-    if swap.start:
-        engine.start(new_id)
-        swap.log().info("container.started", container_id=new_id)
-        _wait_until_ready(engine, new_id, swap.settle_s, swap.health_timeout_s)
-
-
-def _wait_until_ready(
-    engine: Engine, container_id: str, settle_s: float, health_timeout_s: float | None
-) -> None:
-    """Block until the new container proves itself: healthy, or running for ``settle_s``.
-
-    Raises EngineError when it exits, restarts, turns unhealthy or stays ``starting`` too long.
-    """
-    first = engine.inspect_container(container_id)
-    check = _active_healthcheck(first)
-    if check is not None:
-        cap = health_timeout_s if health_timeout_s is not None else _health_cap(check)
-        _wait_healthy(engine, container_id, first, cap)
-    else:
-        _wait_settled(engine, container_id, first, settle_s)
-
-
-def _active_healthcheck(inspect: dict[str, Any]) -> dict[str, Any] | None:
-    """The merged healthcheck of a container, None when it has none (or ``NONE``)."""
-    check = (inspect.get("Config") or {}).get("Healthcheck") or {}
-    test = check.get("Test") or []
-    if not test or test[0] == "NONE":
+def auto_remove_refusal(container: dict[str, Any]) -> str | None:
+    """Why a ``--rm`` container cannot be moved (stopped, it vanishes: no rollback), or None."""
+    if not (container.get("HostConfig") or {}).get("AutoRemove"):
         return None
-    return dict(check)
+    name = str(container.get("Name") or container.get("Id")).lstrip("/")
+    return (
+        f"{name}: AutoRemove (--rm) is set; the container would vanish when stopped, "
+        "so it cannot be rolled back: not recreated"
+    )
 
 
-def _health_cap(check: dict[str, Any]) -> float:
-    """How long a healthcheck may stay ``starting``: start period + retries * (interval+timeout).
+class _GroupSwap:
+    """The four phases of one group swap and its rollback; see the module docstring."""
 
-    Engine defaults when unset: interval 30 s, timeout 30 s, 3 retries. Capped at 10 minutes.
-    """
-    interval = (check.get("Interval") or 30 * _NS_PER_S) / _NS_PER_S
-    timeout = (check.get("Timeout") or 30 * _NS_PER_S) / _NS_PER_S
-    start_period = (check.get("StartPeriod") or 0) / _NS_PER_S
-    retries = check.get("Retries") or 3
-    derived = start_period + (retries + 1) * (interval + timeout)
-    return min(max(derived, DEFAULT_HEALTH_TIMEOUT_S), MAX_HEALTH_TIMEOUT_S)
+    def __init__(self, engine: Engine, moves: list[Move], names_by_id: dict[str, str]) -> None:
+        self.engine = engine
+        self.moves = moves
+        self.names_by_id = names_by_id
+        self.kept: list[Failure] = []
 
+    def run(self) -> GroupResult:
+        """Prepare, stop, start with gates, finish; roll back on the first fatal failure."""
+        for move in self.moves:
+            refusal = auto_remove_refusal(move.container)
+            if refusal is not None:
+                return GroupResult(Failure(move, Phase.PREPARE, refusal))
+        for move in self.moves:
+            try:
+                self._prepare(move)
+            except Exception as exc:  # any failure, even an unexpected one, must be undone
+                return GroupResult(Failure(move, Phase.PREPARE, str(exc)), self._undo_prepared())
+        for move in reversed(self.moves):
+            try:
+                self._stop(move)
+            except Exception as exc:
+                return self._fail(Failure(move, Phase.STOP, str(exc)))
+        pause_point("stopped")
+        for move in self.moves:
+            failure = self._start_and_gate(move)
+            if failure is not None and move.rollback:
+                return self._fail(failure)
+            if failure is not None:
+                move.logger().error("container.kept_failed", error=failure.error)
+                self.kept.append(failure)
+        self._finish()
+        return GroupResult(kept=self.kept)
 
-def _wait_healthy(engine: Engine, container_id: str, first: dict[str, Any], cap_s: float) -> None:
-    """Poll until ``healthy``. Raises EngineError on exit, restart, ``unhealthy`` or timeout."""
-    deadline = time.monotonic() + cap_s
-    inspect = first
-    while True:
-        _raise_if_not_running(inspect, first)
-        status = ((inspect.get("State") or {}).get("Health") or {}).get("Status")
-        if status == "healthy":
+    def _prepare(self, move: Move) -> None:
+        """Rename the old container aside and create its replacement. Raises EngineError."""
+        if not move.recreate:
             return
-        if status == "unhealthy":
-            raise EngineError(f"new container {container_id[:12]} is unhealthy")
-        if time.monotonic() >= deadline:
-            raise EngineError(
-                f"new container {container_id[:12]} not healthy after {cap_s:.0f}s ({status})"
+        assert move.new_image is not None
+        spec = build_create_spec(
+            move.container,
+            move.old_image or move.new_image,
+            move.new_image,
+            api_version=self.engine.api_version,
+            names_by_id=self.names_by_id,
+        )
+        # Rename first: the replacement needs the name, and the aside name marks the swap
+        # for a recovery after a crash.
+        aside = aside_name(move.name, move.old_id)
+        self.engine.rename(move.old_id, aside)
+        move.aside = aside
+        move.logger().info("container.renamed_aside", container_id=move.old_id, aside_name=aside)
+        pause_point("renamed")
+        move.new_id = self.engine.create_container(spec)
+        move.logger().info("container.created", container_id=move.new_id)
+        pause_point("created")
+        for network, endpoint in spec.extra_networks.items():
+            self.engine.connect_network(network, move.new_id, endpoint)
+
+    def _stop(self, move: Move) -> None:
+        """Stop the old container if it runs (explicit signal and timeout). Raises EngineError."""
+        if not move.was_running:
+            return
+        started = time.monotonic()
+        self.engine.stop(move.old_id, signal=move.stop_signal, timeout_s=move.stop_timeout_s)
+        move.stopped = True
+        move.logger().info(
+            "container.stopped",
+            container_id=move.old_id,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    def _start_and_gate(self, move: Move) -> Failure | None:
+        """Start the replacement (or the restarted container) and wait for its gate."""
+        if not move.should_start:
+            return None
+        try:
+            self.engine.start(move.current_id)
+        except Exception as exc:
+            move.logger().error("container.start_failed", container_id=move.current_id)
+            return Failure(move, Phase.START, str(exc), self._tail(move.current_id))
+        move.started = True
+        started = time.monotonic()
+        move.logger().info("container.started", container_id=move.current_id)
+        pause_point("health_wait")
+        try:
+            verdict = wait_until_ready(
+                self.engine,
+                move.current_id,
+                settle_s=move.settle_s,
+                health_timeout_s=move.health_timeout_s,
             )
-        time.sleep(_POLL_S)
-        inspect = engine.inspect_container(container_id)
+        except Exception as exc:
+            reason = exc.verdict if isinstance(exc, NotReadyError) else "error"
+            move.logger().error("container.not_ready", verdict=reason, error=str(exc))
+            return Failure(move, Phase.READY, str(exc), self._tail(move.current_id))
+        move.logger().info(
+            "container.ready",
+            container_id=move.current_id,
+            status=verdict,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        return None
 
-
-def _wait_settled(
-    engine: Engine, container_id: str, first: dict[str, Any], settle_s: float
-) -> None:
-    """Poll for ``settle_s``: it must run throughout. Raises EngineError if it exits or restarts."""
-    deadline = time.monotonic() + settle_s
-    inspect = first
-    while True:
-        _raise_if_not_running(inspect, first)
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
-        inspect = engine.inspect_container(container_id)
-
-
-def _raise_if_not_running(inspect: dict[str, Any], first: dict[str, Any]) -> None:
-    """Raise EngineError unless the container runs as the same process it started with.
-
-    A restart policy can bring a crashed process back between two polls: a new
-    ``StartedAt`` or ``RestartCount`` gives that away.
-    """
-    state = inspect.get("State") or {}
-    short = str(inspect.get("Id", ""))[:12]
-    if state.get("Restarting") or not state.get("Running"):
-        detail = state.get("Error") or f"exit code {state.get('ExitCode')}"
-        raise EngineError(f"new container {short} is not running ({detail})")
-    started = (first.get("State") or {}).get("StartedAt")
-    if state.get("StartedAt") != started or inspect.get("RestartCount") != first.get(
-        "RestartCount"
-    ):
-        raise EngineError(f"new container {short} restarted")
-
-
-def _roll_back(engine: Engine, swap: _Swap, new_id: str | None) -> bool:
-    """Remove the replacement, give the old container its name and state back.
-
-    Every step is tried even when one fails; returns True when all of them worked.
-    """
-    log = swap.log()
-    steps: list[Callable[[], None]] = [
-        partial(_remove_replacement, engine, swap, new_id),
-        partial(engine.rename, swap.old_id, swap.name),
-    ]
-    if swap.was_running:
-        steps.append(partial(engine.start, swap.old_id))
-    restored = True
-    for step in steps:
+    def _tail(self, container_id: str) -> list[str]:
+        """The failed container's last log lines; empty when they cannot be read."""
         try:
-            step()
-        except EngineError as exc:
-            restored = False
-            log.error("container.rollback_failed", container_id=swap.old_id, error=str(exc))
-    log.warning("container.rolled_back", container_id=swap.old_id, restored=restored)
-    return restored
-
-
-def _remove_replacement(engine: Engine, swap: _Swap, new_id: str | None) -> None:
-    """Force-remove the replacement; found by name when its create call failed midway.
-
-    Raises EngineError.
-    """
-    if new_id is None:
-        try:
-            found = engine.inspect_container(swap.name)
-        except NotFoundError:
-            return
-        if found["Id"] == swap.old_id:
-            return
-        new_id = str(found["Id"])
-    try:
-        engine.remove_container(new_id, force=True)
-    except NotFoundError:
-        return
-
-
-def _remove_old(engine: Engine, swap: _Swap) -> None:
-    """Remove the old container (volumes stay); force only if it runs again somehow.
-
-    The replacement has proved itself by now, so a failure here is logged, not rolled
-    back: the aside container stays for the next start's recovery to remove.
-    """
-    log = swap.log()
-    try:
-        try:
-            engine.remove_container(swap.old_id, force=False)
-        except NotFoundError:
-            return
+            return self.engine.container_logs(container_id, tail=LOG_TAIL_LINES)
         except EngineError:
-            engine.remove_container(swap.old_id, force=True)
-    except EngineError as exc:
-        log.error("container.remove_failed", container_id=swap.old_id, error=str(exc))
-        return
-    log.info("container.removed", container_id=swap.old_id)
+            return []
 
+    def _fail(self, failure: Failure) -> GroupResult:
+        """Roll the group back after ``failure``; the result says whether all was restored."""
+        return GroupResult(failure, self._roll_back(), self.kept)
 
-def find_dependents(
-    snapshots: list[dict[str, Any]], container: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Containers that share ``container``'s network namespace or link to it.
+    def _undo_prepared(self) -> bool:
+        """Undo phase 1 (nothing was stopped): remove replacements, names back. True if all ok."""
+        restored = True
+        for move in reversed(self.moves):
+            if move.aside is None:
+                continue
+            steps = [
+                partial(self._remove_replacement, move),
+                partial(self.engine.rename, move.old_id, move.name),
+            ]
+            restored &= self._try_all(move, steps)
+            move.logger().warning("container.restored", container_id=move.old_id)
+        return restored
 
-    Both break when the parent is replaced (``container:<id>`` keeps only ``lo``, links
-    follow the old container), so they are recreated right after it. Raises nothing.
-    """
-    parent_id = str(container["Id"])
-    parent_name = str(container.get("Name") or "").lstrip("/")
-    dependents = []
-    for other in snapshots:
-        if other.get("Id") == parent_id:
-            continue
-        host_config = other.get("HostConfig") or {}
-        mode = str(host_config.get("NetworkMode") or "")
-        shares = mode.startswith("container:") and _names_parent(
-            mode[len("container:") :], parent_id, parent_name
-        )
-        links = any(
-            link.partition(":")[0].lstrip("/") == parent_name
-            for link in host_config.get("Links") or []
-        )
-        if shares or links:
-            dependents.append(other)
-    return dependents
+    def _remove_replacement(self, move: Move) -> None:
+        """Force-remove the replacement; found by name and label if its create call failed."""
+        if move.new_id is None:
+            try:
+                found = self.engine.inspect_container(move.name)
+            except NotFoundError:
+                return
+            labels = (found.get("Config") or {}).get("Labels") or {}
+            if labels.get(PREVIOUS_ID_LABEL) != move.old_id:
+                return  # not ours: someone else's container took the name
+            move.new_id = str(found["Id"])
+        try:
+            self.engine.remove_container(move.new_id, force=True)
+        except NotFoundError:
+            return
 
+    def _roll_back(self) -> bool:
+        """Put every old container back as it was; True when every step worked."""
+        pause_point("rollback")
+        restored = True
+        for move in reversed(self.moves):  # dependents first
+            if move.started:
+                restored &= self._try_all(move, [partial(self._stop_current, move)])
+        for move in self.moves:
+            if move.aside is None:
+                continue
+            steps: list[Callable[[], None]] = []
+            if move.new_id is not None:
+                steps.append(
+                    partial(self.engine.rename, move.new_id, failed_name(move.name, move.new_id))
+                )
+            steps.append(partial(self.engine.rename, move.old_id, move.name))
+            restored &= self._try_all(move, steps)
+        for move in self.moves:  # dependencies first, each waited for
+            if move.stopped:
+                restored &= self._try_all(move, [partial(self._restart_old, move)])
+        for move in self.moves:
+            if move.aside is not None:
+                self._try_all(move, [partial(self._remove_replacement, move)])
+        for move in self.moves:
+            move.logger().warning("container.restored", container_id=move.old_id, ok=restored)
+        return restored
 
-def _names_parent(reference: str, parent_id: str, parent_name: str) -> bool:
-    """Whether a ``container:`` reference (the engine stores the full ID) names the parent."""
-    reference = reference.lstrip("/")
-    if reference == parent_name:
-        return True
-    return len(reference) >= 12 and parent_id.startswith(reference)
+    def _stop_current(self, move: Move) -> None:
+        """Stop what runs now for ``move`` (its replacement, or itself when restarted)."""
+        self.engine.stop(move.current_id, signal=move.stop_signal, timeout_s=move.stop_timeout_s)
+
+    def _restart_old(self, move: Move) -> None:
+        """Start the old container again and wait until it runs (healthy if it has a check).
+
+        Raises EngineError when it does not start or exits; an old container that runs but
+        does not get healthy is logged, not counted as a failed restore.
+        """
+        self.engine.start(move.old_id)
+        try:
+            wait_until_ready(
+                self.engine, move.old_id, settle_s=0.0, health_timeout_s=move.health_timeout_s
+            )
+        except NotReadyError as exc:
+            if exc.verdict in ("exited", "restarted"):
+                raise
+            move.logger().warning("container.restored_not_healthy", error=str(exc))
+
+    def _try_all(self, move: Move, steps: Sequence[Callable[[], None]]) -> bool:
+        """Run every step even when one fails; True when all of them worked."""
+        ok = True
+        for step in steps:
+            try:
+                step()
+            except EngineError as exc:
+                ok = False
+                move.logger().error(
+                    "container.rollback_failed", container_id=move.old_id, error=str(exc)
+                )
+        return ok
+
+    def _finish(self) -> None:
+        """Remove the old containers (volumes stay); a failure is logged, not rolled back.
+
+        The replacements have proved themselves by now; an old container that cannot be
+        removed stays aside for the next start's recovery.
+        """
+        for move in self.moves:
+            if move.aside is None:
+                continue
+            try:
+                try:
+                    self.engine.remove_container(move.old_id, force=False)
+                except NotFoundError:
+                    continue
+                except EngineError:
+                    self.engine.remove_container(move.old_id, force=True)
+            except EngineError as exc:
+                move.logger().error(
+                    "container.remove_failed", container_id=move.old_id, error=str(exc)
+                )
+                continue
+            move.logger().info("container.removed", container_id=move.old_id)

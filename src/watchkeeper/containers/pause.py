@@ -1,0 +1,42 @@
+"""TEST-ONLY: pause the swap at a named step, so a test can SIGKILL watchkeeper right there.
+
+Crash recovery must be proven at exact points of a swap, never by timing luck. With
+``WATCHKEEPER_TEST_PAUSE_AT=<step>[,<step>...]`` set, the swap logs ``test.paused`` with the
+step when it reaches one of them and then waits: forever (the test kills the process), or,
+with ``WATCHKEEPER_TEST_PAUSE_DIR=<dir>``, until the file ``<dir>/<step>`` exists (the test
+does something, then creates the file to let the swap go on). Steps, in swap order:
+
+- ``renamed``: the old container carries its aside name, nothing else happened;
+- ``created``: the replacement exists, the old container still runs;
+- ``stopped``: every old container of the group is stopped, no replacement started;
+- ``health_wait``: a replacement was started and its health gate is about to be waited for;
+- ``rollback``: a rollback is about to begin.
+
+Neither variable is a setting, neither is documented for users, and with them unset (always,
+outside the test suite) :func:`pause_point` returns at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import structlog
+
+PAUSE_AT_VARIABLE = "WATCHKEEPER_TEST_PAUSE_AT"
+PAUSE_DIR_VARIABLE = "WATCHKEEPER_TEST_PAUSE_DIR"
+STEPS = ("renamed", "created", "stopped", "health_wait", "rollback")
+_POLL_S = 0.05
+
+
+def pause_point(step: str) -> None:
+    """Wait here when the test-only environment asks for ``step``; else return at once."""
+    wanted = os.environ.get(PAUSE_AT_VARIABLE)
+    if not wanted or step not in {s.strip() for s in wanted.split(",")}:
+        return
+    folder = os.environ.get(PAUSE_DIR_VARIABLE)
+    release = Path(folder) / step if folder else None
+    structlog.get_logger().warning("test.paused", step=step, release=str(release or ""))
+    while release is None or not release.exists():
+        time.sleep(_POLL_S)
