@@ -1,0 +1,153 @@
+"""Prometheus metrics of the daemon, served by ``GET /v1/metrics`` (CONTRACT §7).
+
+Each :class:`Metrics` owns its own ``CollectorRegistry`` instead of prometheus-client's global
+default, so that two daemons in one process (tests) never share or collide on counters.
+Runs, containers and notifications are recorded by the daemon as they happen; the registry
+client's request and error counts are read at scrape time by a custom collector, so they can
+never drift from the counters the client keeps.
+
+Names (all prefixed ``watchkeeper_``): ``runs_total{trigger,outcome}``,
+``run_duration_seconds``, ``containers{state}`` (last run), ``container_outcomes_total{state}``,
+``rollbacks_total``, ``registry_requests_total{registry}``, ``registry_errors_total{registry}``,
+``notifications_sent_total{channel}``, ``notifications_failed_total{channel}``,
+``last_success_timestamp_seconds``, ``run_in_progress``, ``runs_queued``, ``info{version}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from watchkeeper import __version__
+from watchkeeper.registry.digest import RegistryClient
+from watchkeeper.report import Report, State
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Runs take from a fraction of a second (nothing new) to minutes (many health-checked swaps).
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+def run_outcome(report: Report) -> str:
+    """``failure`` when an update failed or was rolled back, else ``success``."""
+    return "failure" if report.has_failures else "success"
+
+
+class RegistryCollector(Collector):
+    """Exports the registry client's own per-registry request and error counters."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self._client = client
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the counters at scrape time."""
+        requests = CounterMetricFamily(
+            "watchkeeper_registry_requests",
+            "HTTP requests sent to each registry (token requests and redirects included)",
+            labels=["registry"],
+        )
+        for host, count in sorted(self._client.requests_by_registry.items()):
+            requests.add_metric([host], count)
+        errors = CounterMetricFamily(
+            "watchkeeper_registry_errors",
+            "Digest checks that failed, by registry",
+            labels=["registry"],
+        )
+        for host, count in sorted(self._client.errors_by_registry.items()):
+            errors.add_metric([host], count)
+        yield requests
+        yield errors
+
+
+class Metrics:
+    """Every metric of one daemon, in a registry of its own."""
+
+    def __init__(self, registry_client: RegistryClient | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.runs = Counter(
+            "watchkeeper_runs", "Runs by trigger and outcome", ["trigger", "outcome"], registry=r
+        )
+        self.run_duration = Histogram(
+            "watchkeeper_run_duration_seconds",
+            "How long runs took",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.containers = Gauge(
+            "watchkeeper_containers", "Containers of the last run, by state", ["state"], registry=r
+        )
+        self.container_outcomes = Counter(
+            "watchkeeper_container_outcomes",
+            "Container outcomes of every run, by state",
+            ["state"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "watchkeeper_rollbacks", "Containers put back after a failed update", registry=r
+        )
+        self._init_notifications_and_time(r)
+        if registry_client is not None:
+            r.register(RegistryCollector(registry_client))
+        for state in State:
+            self.containers.labels(state=str(state)).set(0)
+
+    def _init_notifications_and_time(self, r: CollectorRegistry) -> None:
+        self.notifications_sent = Counter(
+            "watchkeeper_notifications_sent",
+            "Summaries delivered, by channel",
+            ["channel"],
+            registry=r,
+        )
+        self.notifications_failed = Counter(
+            "watchkeeper_notifications_failed",
+            "Summaries that could not be delivered, by channel",
+            ["channel"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "watchkeeper_last_success_timestamp_seconds",
+            "Unix time of the end of the last run without a failed or rolled back container",
+            registry=r,
+        )
+        self.in_progress = Gauge(
+            "watchkeeper_run_in_progress", "1 while a run is going", registry=r
+        )
+        self.queued = Gauge("watchkeeper_runs_queued", "Runs waiting to start", registry=r)
+        info = Gauge("watchkeeper_info", "watchkeeper's version", ["version"], registry=r)
+        info.labels(version=__version__).set(1)
+
+    def watch_queue(self, running: Callable[[], bool], pending: Callable[[], int]) -> None:
+        """Read the run queue's state at scrape time."""
+        self.in_progress.set_function(lambda: 1.0 if running() else 0.0)
+        self.queued.set_function(lambda: float(pending()))
+
+    def record_run(self, trigger: str, report: Report) -> None:
+        """Count a finished run and its containers."""
+        self.runs.labels(trigger=trigger, outcome=run_outcome(report)).inc()
+        self.run_duration.observe(report.duration_s)
+        counts = report.counts()
+        for state in State:
+            self.containers.labels(state=str(state)).set(counts[str(state)])
+            if counts[str(state)]:
+                self.container_outcomes.labels(state=str(state)).inc(counts[str(state)])
+        self.rollbacks.inc(counts[str(State.ROLLED_BACK)])
+        if not report.has_failures:
+            self.last_success.set(time.time())
+
+    def record_crash(self, trigger: str, duration_s: float) -> None:
+        """Count a run that ended with an unexpected exception."""
+        self.runs.labels(trigger=trigger, outcome="error").inc()
+        self.run_duration.observe(duration_s)
+
+    def record_notification(self, channel: str, delivered: bool) -> None:
+        """Count one channel's delivery (the ``on_result`` callback of ``notify_report``)."""
+        counter = self.notifications_sent if delivered else self.notifications_failed
+        counter.labels(channel=channel).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self.registry)
