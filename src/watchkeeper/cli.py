@@ -38,13 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
             const="true" if info.annotation is bool else None,
             help=info.description,
         )
+    add_watchtower_flags(settings_flags)
     parser = argparse.ArgumentParser(
         prog="watchkeeper", description="Keeps Docker containers up to date with their images."
     )
     parser.add_argument("--version", action="version", version=f"watchkeeper {__version__}")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", parents=[settings_flags], help="the daemon, or one run")
-    run.add_argument("--once", action="store_true", help="one full run, then exit")
+    run.add_argument(
+        "--once", "--run-once", "-R", action="store_true", help="one full run, then exit"
+    )
     run.add_argument("--json", action="store_true", help="print the run's report on stdout")
     run.add_argument("names", nargs="*", metavar="NAME", help="only these containers")
     check = sub.add_parser("check", parents=[settings_flags], help="dry run: what would change")
@@ -57,6 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body-file")
     sub.add_parser("healthcheck", parents=[settings_flags], help="is the daemon alive?")
     return parser
+
+
+def add_watchtower_flags(parser: argparse.ArgumentParser) -> None:
+    """Watchtower's own spellings of flags, so that its ``command:`` lines keep working."""
+    group = parser.add_argument_group("Watchtower's flags (aliases of the settings above)")
+    group.add_argument("-i", "--interval", dest="setting_poll_interval", metavar="SECONDS")
+    group.add_argument("-s", dest="setting_schedule", metavar="CRON")
+    group.add_argument("-H", "--host", dest="setting_docker_hosts", metavar="URL")
+    group.add_argument("-c", dest="setting_cleanup", action="store_const", const="true")
+    group.add_argument(
+        "--enable-lifecycle-hooks",
+        dest="setting_lifecycle_hooks",
+        action="store_const",
+        const="true",
+    )
+    for flag in ("--debug", "--trace"):
+        group.add_argument(flag, dest="setting_log_level", action="store_const", const="debug")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

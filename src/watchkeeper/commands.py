@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
@@ -27,7 +28,7 @@ from watchkeeper.errors import ConfigError
 from watchkeeper.notify.channels import build_notifiers
 from watchkeeper.notify.render import render_plain
 from watchkeeper.notify.service import Notifications
-from watchkeeper.settings import Settings
+from watchkeeper.settings import Settings, parse_listen
 
 log = structlog.get_logger()
 
@@ -77,12 +78,23 @@ def check_row(item: Watched) -> dict[str, str | None]:
     }
 
 
+TABLE_COLUMNS = {
+    "container": "CONTAINER",
+    "image": "IMAGE",
+    "local_digest": "LOCAL DIGEST",
+    "remote_digest": "REGISTRY DIGEST",
+    "verdict": "VERDICT",
+    "error": "NOTE",
+}
+
+
 def format_table(rows: list[dict[str, str | None]]) -> str:
     """A plain aligned table; digests shortened so a line fits a terminal."""
-    headers = ["container", "image", "local_digest", "remote_digest", "verdict", "error"]
-    cells = [[_short(row[h]) for h in headers] for row in rows]
+    keys = list(TABLE_COLUMNS)
+    headers = list(TABLE_COLUMNS.values())
+    cells = [[_short(row[k]) for k in keys] for row in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
 
@@ -133,6 +145,23 @@ def read_body_file(path: str) -> str:
 
 
 def healthcheck(settings: Settings) -> int:
-    """0 when the daemon in this container wrote its heartbeat recently."""
+    """0 when the daemon in this container is alive, else 1.
+
+    With the API on it asks the API's ``/healthz``; without, the heartbeat must be < 30 s old.
+    """
+    if settings.http_api_token is not None:
+        return 0 if api_alive(settings.http_api_listen) else 1
     age = heartbeat_age(settings.state_dir)
     return 0 if age is not None and age < 3 * HEARTBEAT_EVERY_S else 1
+
+
+def api_alive(listen: str, timeout: float = 5.0) -> bool:
+    """True when ``GET /healthz`` on the API address (wildcards mean loopback) answers 200."""
+    host, port = parse_listen(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        return httpx.get(f"http://{host}:{port}/healthz", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False

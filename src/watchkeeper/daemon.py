@@ -1,8 +1,11 @@
-"""Wiring and the long-running daemon: services built once, scheduled runs, clean shutdown.
+"""Wiring and the long-running daemon: services built once, the run queue, schedule and API.
 
-The run lock is shared by every trigger (scheduler now, the HTTP API later), so two runs never
-overlap. SIGTERM/SIGINT set the stop flag: the swap in progress finishes, no new container is
-touched, the scheduler waits for the running job, and the process exits 0.
+Every trigger (the schedule, the start run, the HTTP API) goes through one
+:class:`~watchkeeper.scheduler.RunQueue`, whose single worker performs the runs, so two runs never
+overlap; the Runner's lock also guards ``run --once``. Summaries are sent on a notification
+thread of their own, so a slow channel never delays the next run. SIGTERM/SIGINT set the stop
+flag: the swap in progress finishes, no new container is touched, waiting runs are dropped, and
+the process exits 0.
 """
 
 from __future__ import annotations
@@ -11,22 +14,25 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
 import structlog
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from watchkeeper import __version__
 from watchkeeper.actions.run import Services, run_once
+from watchkeeper.api import ApiBackend, ApiServer, DaemonStatus, create_app
 from watchkeeper.containers.engine import Engine
-from watchkeeper.notify.channels import build_notifiers, notify_report
+from watchkeeper.errors import ConfigError
+from watchkeeper.metrics import Metrics
+from watchkeeper.notify.service import Notifications
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.report import Report
-from watchkeeper.settings import Settings, cron_trigger
+from watchkeeper.scheduler import RunQueue, Schedule
+from watchkeeper.settings import Settings, parse_listen
+from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
 
@@ -40,7 +46,7 @@ def build_services(settings: Settings) -> Services:
     Raises EngineUnreachableError when an engine cannot be reached (nothing is touched then).
     """
     urls: list[str | None] = list(settings.docker_hosts) or [None]
-    engines = [Engine.connect(url) for url in urls]
+    engines = [Engine.connect(url, api_version=settings.docker_api_version) for url in urls]
     credentials = CredentialStore.load(
         repo_user=settings.repo_user,
         repo_pass=settings.repo_pass.get_secret_value() if settings.repo_pass else None,
@@ -53,65 +59,177 @@ def build_services(settings: Settings) -> Services:
 
 
 class Runner:
-    """Performs runs one at a time and sends their summaries."""
+    """Performs runs one at a time, records their metrics and sends their summaries."""
 
-    def __init__(self, services: Services, names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, services: Services, names: Sequence[str] = (), metrics: Metrics | None = None
+    ) -> None:
         self.services = services
         self.names = list(names)
-        self.notifiers = build_notifiers(services.settings)
+        # One StateStore per state file (two would overwrite each other's sections): the
+        # notified digests live in the same store as the update path's failed ones.
+        if services.state is None:
+            services.state = StateStore(services.settings.state_dir)
+        self.notifications = Notifications.from_settings(
+            services.settings, services.state, on_result=self.count_notification
+        )
+        self.notifiers = self.notifications.notifiers
         self.lock = threading.Lock()
         self.last_report: Report | None = None
+        self.metrics = metrics
 
-    def perform_run(self, trigger: str) -> Report:
-        """Run once under the run lock, then notify; returns the report."""
+    def execute(self, trigger: str, images: Sequence[str] = ()) -> Report:
+        """Run once under the run lock and record it; no summary. Returns the report."""
         with self.lock:
-            report = run_once(self.services, self.names, trigger=trigger)
+            started = time.monotonic()
+            try:
+                report = run_once(self.services, self.names, trigger=trigger, images=images)
+            except Exception:
+                if self.metrics is not None:
+                    self.metrics.record_crash(trigger, time.monotonic() - started)
+                raise
             self.last_report = report
+        if self.metrics is not None:
+            self.metrics.record_run(trigger, report)
+        return report
+
+    def perform_run(self, trigger: str, images: Sequence[str] = ()) -> Report:
+        """Run once, then notify; returns the report."""
+        report = self.execute(trigger, images)
         self.notify(report)
         return report
 
     def notify(self, report: Report) -> bool:
-        """Send the run's summary when NOTIFY_ON asks for it; never raises."""
-        return notify_report(self.notifiers, report, self.services.settings)
+        """Queue the run's summary for the notification thread; never raises, never waits.
+
+        NOTIFY_ON and the announced-once memory decide whether there is anything to send;
+        ``close_notifications`` (and, as a safety net, the process exit) drains the queue.
+        """
+        return self.notifications.submit_report(report)
+
+    def notify_startup(self) -> bool:
+        """Queue the NOTIFY_STARTUP message (when on): version, engines, schedule, channels."""
+        settings = self.services.settings
+        details = {
+            "version": __version__,
+            "engines": ", ".join(e.host_label for e in self.services.engines),
+            "schedule": settings.schedule or f"every {settings.poll_interval:g} s",
+            "monitor only": str(settings.monitor_only).lower(),
+            "notify on": settings.notify_on,
+            "channels": ", ".join(self.notifications.channel_names),
+        }
+        return self.notifications.submit_startup(__version__, details)
+
+    def close_notifications(self) -> bool:
+        """Send what is queued (bounded wait) and stop the notification thread."""
+        return self.notifications.close()
+
+    def count_notification(self, channel: str, delivered: bool) -> None:
+        """Count one channel's delivery in the metrics (``notify_report``'s ``on_result``)."""
+        if self.metrics is not None:
+            self.metrics.record_notification(channel, delivered)
 
 
-def build_trigger(settings: Settings) -> object:
-    """The APScheduler trigger for POLL_INTERVAL or SCHEDULE."""
-    if settings.schedule:
-        return cron_trigger(settings.schedule)
-    return IntervalTrigger(seconds=settings.poll_interval)
+class Daemon:
+    """The parts of a running daemon: run queue, schedule, API, notification thread."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.settings = runner.services.settings
+        if runner.metrics is None:
+            runner.metrics = Metrics(runner.services.registry)
+        self.metrics = runner.metrics
+        self._notify = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-notify")
+        self.queue = RunQueue(runner.execute, after=self._notify_later)
+        self.metrics.watch_queue(lambda: self.queue.running is not None, lambda: self.queue.pending)
+        self.schedule = Schedule(self.settings, self.queue)
+        self.api = self._build_api() if self.settings.http_api_token is not None else None
+
+    def _notify_later(self, report: Report) -> None:
+        self._notify.submit(self.runner.notify, report)
+
+    def _build_api(self) -> ApiServer:
+        """Bind the API socket now. Raises ConfigError naming HTTP_API_LISTEN when it cannot."""
+        assert self.settings.http_api_token is not None
+        host, port = parse_listen(self.settings.http_api_listen)
+        try:
+            sock = ApiServer.bind(host, port)
+        except OSError as exc:
+            raise ConfigError(
+                "WATCHKEEPER_HTTP_API_LISTEN",
+                f"cannot listen on {self.settings.http_api_listen}: {exc.strerror or exc}",
+            ) from exc
+        backend = ApiBackend(
+            token=self.settings.http_api_token.get_secret_value(),
+            submit=self.queue.submit,
+            status=self.status,
+            alive=self.alive,
+            metrics=self.metrics.render if self.settings.http_api_metrics else None,
+            update_enabled=self.settings.http_api_update,
+        )
+        return ApiServer(create_app(backend), sock)
+
+    def alive(self) -> bool:
+        """True while the scheduler and the run worker are running (``/healthz``)."""
+        return self.schedule.alive and self.queue.alive
+
+    def status(self) -> DaemonStatus:
+        """What ``GET /v1/status`` shows."""
+        return DaemonStatus(
+            last_report=self.runner.last_report,
+            next_run=self.schedule.next_run_time(),
+            running=self.queue.running,
+            queued=self.queue.pending,
+            periodic_polls=self.schedule.periodic,
+        )
+
+    def start(self) -> None:
+        """Start the worker, the API and the schedule, then ask for the start run."""
+        self.queue.start()
+        if self.api is not None:
+            self.api.start()
+        self.schedule.start()
+        next_run = self.schedule.next_run_time()
+        log.info(
+            "startup",
+            version=__version__,
+            engines=[e.host_label for e in self.runner.services.engines],
+            schedule=self.settings.schedule,
+            poll_interval_s=self.settings.poll_interval,
+            periodic_polls=self.schedule.periodic,
+            run_on_start=self.settings.run_on_start,
+            next_run=next_run.isoformat() if next_run else None,
+            api=f"{self.api.address[0]}:{self.api.address[1]}" if self.api else None,
+        )
+        if self.settings.run_on_start:
+            self.queue.submit("start")
+
+    def stop(self) -> None:
+        """Stop ticking, drop waiting runs, let the current run finish, then stop the API."""
+        log.info("shutdown", reason="signal", waiting_for_run=self.queue.running is not None)
+        self.schedule.shutdown()
+        self.queue.close()
+        if self.api is not None:
+            self.api.stop()
+        self._notify.shutdown(wait=True)
 
 
 def serve(runner: Runner) -> int:
-    """Run the daemon until SIGTERM/SIGINT; returns the exit code (0 after a clean stop)."""
-    settings = runner.services.settings
+    """Run the daemon until SIGTERM/SIGINT; returns the exit code (0 after a clean stop).
+
+    Raises ConfigError when the API cannot listen on HTTP_API_LISTEN (before anything starts).
+    """
     stop = runner.services.stop
     install_signal_handlers(stop)
-    scheduler = BackgroundScheduler(timezone="UTC")
-    first = datetime.now(UTC) if settings.run_on_start else None
-    scheduler.add_job(
-        runner.perform_run,
-        build_trigger(settings),
-        args=["schedule"],
-        id="run",
-        next_run_time=first,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=None,
-    )
-    scheduler.start()
-    log.info(
-        "startup",
-        version=__version__,
-        engines=[e.host_label for e in runner.services.engines],
-        schedule=settings.schedule,
-        poll_interval_s=settings.poll_interval,
-    )
-    write_heartbeat(settings.state_dir)
-    while not stop.wait(HEARTBEAT_EVERY_S):
-        write_heartbeat(settings.state_dir)
-    log.info("shutdown", reason="signal", waiting_for_run=runner.lock.locked())
-    scheduler.shutdown(wait=True)
+    daemon = Daemon(runner)
+    daemon.start()
+    state_dir = runner.services.settings.state_dir
+    while True:
+        if daemon.alive():
+            write_heartbeat(state_dir)
+        if stop.wait(HEARTBEAT_EVERY_S):
+            break
+    daemon.stop()
     return 0
 
 

@@ -155,13 +155,14 @@ class Settings(BaseSettings):
     )
     http_api_periodic_polls: bool = setting(
         True,
-        "with the API on, keep the scheduled runs too (Watchtower turned them off by default "
-        "when its update API was on)",
+        "with the API on, keep the scheduled runs too (false by default when "
+        "WATCHTOWER_HTTP_API_UPDATE turned the API on, as in Watchtower)",
         "WATCHTOWER_HTTP_API_PERIODIC_POLLS",
     )
     docker_api_version: str | None = setting(
         None,
-        "Docker API version to use when the engine supports it (default: negotiated)",
+        "Docker API version to use when the engine supports it and it is 1.41 or newer "
+        "(otherwise a warning and the negotiated one)",
         "DOCKER_API_VERSION",
     )
     state_dir: Path = setting(
@@ -237,14 +238,15 @@ class Settings(BaseSettings):
     def _watchtower_log_format(cls, value: object) -> object:
         """Watchtower's ``Auto``/``LogFmt``/``Pretty``/``JSON`` map onto ours."""
         mapping = {"logfmt": "console", "pretty": "console"}
-        return mapping.get(value, value) if isinstance(value, str) else value
+        # Runs before _lower (pydantic applies "before" validators last-defined first).
+        return mapping.get(value.strip().lower(), value) if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _watchtower_log_level(cls, value: object) -> object:
         """Watchtower's ``warn``/``trace``/``fatal``/``panic`` map onto ours."""
         mapping = {"warn": "warning", "trace": "debug", "fatal": "error", "panic": "error"}
-        return mapping.get(value, value) if isinstance(value, str) else value
+        return mapping.get(value.strip().lower(), value) if isinstance(value, str) else value
 
     @field_validator("schedule", mode="after")
     @classmethod
@@ -252,6 +254,13 @@ class Settings(BaseSettings):
         """Reject a malformed cron expression at start, not at the first run."""
         if value is not None:
             cron_trigger(value)
+        return value
+
+    @field_validator("http_api_listen", mode="after")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        """Reject an API address that is not ``HOST:PORT`` at start."""
+        parse_listen(value)
         return value
 
     @classmethod
@@ -309,6 +318,17 @@ def cron_trigger(expression: str, timezone: str | None = None) -> Any:
         day_of_week=_cron_dow(dow),
         timezone=timezone or os.environ.get("TZ") or "UTC",
     )
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::]:8080`` for IPv6, ``:8080`` for every interface).
+
+    Raises ValueError for anything else.
+    """
+    match = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^\s:\[\]]*)):(\d{1,5})", value.strip())
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:8080 or [::]:8080)")
+    return match.group(1) or match.group(2) or "0.0.0.0", int(match.group(3))
 
 
 def _cron_dow(field: str) -> str:
@@ -401,7 +421,23 @@ def load_settings(
     except ValidationError as exc:
         raise _config_error(exc, origin) from None
     check_consistency(settings, origin)
+    apply_watchtower_api_mode(settings, origin)
     return settings
+
+
+def apply_watchtower_api_mode(settings: Settings, origin: Mapping[str, str]) -> None:
+    """Keep Watchtower's meaning of its update API for users who turned it on by its name.
+
+    With ``WATCHTOWER_HTTP_API_UPDATE=true`` Watchtower ran no periodic polls (and no run at
+    start) unless ``HTTP_API_PERIODIC_POLLS`` said so; a watchkeeper name keeps both on.
+    """
+    via_watchtower = origin.get("http_api_update", "").startswith("WATCHTOWER_")
+    if not (via_watchtower and settings.http_api_update):
+        return
+    if "http_api_periodic_polls" not in origin:
+        settings.http_api_periodic_polls = False
+    if "run_on_start" not in origin:
+        settings.run_on_start = settings.http_api_periodic_polls
 
 
 def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigError:

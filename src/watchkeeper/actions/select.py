@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from watchkeeper.labels import container_name, read_bool_label, read_label
+from watchkeeper.labels import (
+    TRUE_WORDS,
+    container_labels,
+    container_name,
+    read_bool_label,
+    read_label,
+)
 from watchkeeper.registry.reference import parse_reference
 from watchkeeper.settings import Settings
 
@@ -37,13 +43,22 @@ def select_containers(
             continue
         if not _label_selected(container, settings):
             continue
-        if (container["Config"].get("Labels") or {}).get(SELF_LABEL) == "true":
+        if is_self(container):
             skipped.append((container, "self"))
         elif name in settings.disable_containers:
             skipped.append((container, "disabled"))
         else:
             watched.append(container)
     return watched, skipped
+
+
+def is_self(container: dict[str, Any]) -> bool:
+    """True for watchkeeper's own container: its image sets ``watchkeeper.self=true``.
+
+    Recreating ourselves mid-run would kill the run doing it, so the normal path never does.
+    """
+    value = container_labels(container).get(SELF_LABEL, "")
+    return value.strip().lower() in TRUE_WORDS
 
 
 def _state_watched(container: dict[str, Any], settings: Settings) -> bool:
