@@ -21,38 +21,31 @@ COPY pyproject.toml README.md ./
 # dependencies change, so a source change rebuilds only watchkeeper's own wheel.
 RUN mkdir -p src/watchkeeper \
     && touch src/watchkeeper/__init__.py \
-    && /opt/build/bin/pip wheel --wheel-dir /wheels . \
-    && rm -rf /wheels/watchkeeper-*.whl src
+    && /opt/build/bin/pip wheel --wheel-dir /wheels/deps . \
+    && rm -rf /wheels/deps/watchkeeper-*.whl src
 COPY src ./src
-RUN /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels .
+RUN /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels/app .
 
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="watchkeeper" \
-      org.opencontainers.image.description="Keeps Docker containers up to date with their registry images, safely, and e-mails what it did." \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="MIT" \
-      watchkeeper.self="true"
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     WATCHKEEPER_LOG_FORMAT=json \
     WATCHKEEPER_STATE_DIR=/var/lib/watchkeeper
-COPY --from=builder /wheels /tmp/wheels
-# --no-index: only the wheels built above, the exact set the builder resolved. pip and
-# setuptools are removed from the venv afterwards: nothing installs anything at run time.
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-index --find-links /tmp/wheels /tmp/wheels/watchkeeper-*.whl \
-    && /opt/venv/bin/pip uninstall --yes pip setuptools \
+# The venv gets no pip of its own: the base's pip installs into it (--python), offline
+# (--no-index), exactly the wheels the builder resolved. Nothing in the venv installs anything.
+COPY --from=builder /wheels/deps /tmp/wheels
+RUN python3 -m venv --without-pip /opt/venv \
+    && python3 -m pip --python /opt/venv/bin/python install --no-index --no-deps /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels
+COPY --from=builder /wheels/app /tmp/wheels
+RUN python3 -m pip --python /opt/venv/bin/python install --no-index --no-deps /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels \
     && mkdir -p /var/lib/watchkeeper \
-    && watchkeeper --version
+    && /opt/venv/bin/watchkeeper --version
+# Only now: before this, `python3` must be the base's, whose pip does the installing.
+ENV PATH=/opt/venv/bin:$PATH
 VOLUME ["/var/lib/watchkeeper"]
 # The HTTP API, when WATCHKEEPER_HTTP_API_TOKEN is set.
 EXPOSE 8080
@@ -63,5 +56,16 @@ STOPSIGNAL SIGTERM
 # /healthz answers when it is on.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["watchkeeper", "healthcheck"]
+# Build arguments last: a new revision changes only these metadata layers, not the installs.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="watchkeeper" \
+      org.opencontainers.image.description="Keeps Docker containers up to date with their registry images, safely, and e-mails what it did." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      watchkeeper.self="true"
 ENTRYPOINT ["watchkeeper"]
 CMD ["run"]
