@@ -1,0 +1,167 @@
+"""Support for the safety tests: a watchkeeper process to pause and kill, cleanup, assertions.
+
+``Watchkeeper`` runs ``python -m watchkeeper`` like ``run_watchkeeper`` does, but in the
+background, reading its JSON log lines as they come, so a test can wait for the test-only
+``test.paused`` event (``WATCHKEEPER_TEST_PAUSE_AT``, see ``containers/pause.py``), act, then
+release the pause or SIGKILL the process. ``cleanup`` removes every container of the test
+(names start with its prefix) with the anonymous volumes it carried, which the session-wide
+cleanup by label would leave behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import pytest
+
+from watchkeeper.containers.swap import ASIDE_MARKER, FAILED_MARKER
+
+ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
+# A PID 1 that ends on SIGTERM (a bare ``sleep`` as PID 1 ignores it).
+SLEEP = """CMD ["sh", "-c", "trap 'exit 0' TERM INT; sleep 3600 & wait"]"""
+HEALTHY = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD true"
+NEVER_HEALTHY = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD false"
+
+
+class Watchkeeper:
+    """A background ``watchkeeper`` process whose JSON events can be awaited."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "WATCHKEEPER_LOG_FORMAT": "json",
+            "WATCHKEEPER_STATE_DIR": tempfile.mkdtemp(prefix="wk-state-"),
+        }
+        if "DOCKER_HOST" in os.environ:
+            base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper", *args],
+            env={**base, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    self.events.put(json.loads(line))
+
+    def wait_for(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
+        """Block until the process logs ``event`` (with ``fields``); fail after ``timeout``."""
+        while True:
+            try:
+                item = self.events.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {event} within {timeout}s; saw {self.names()}") from None
+            self.seen.append(item)
+            if item.get("event") == event and all(item.get(k) == v for k, v in fields.items()):
+                return item
+
+    def names(self) -> list[str]:
+        return [str(e.get("event")) for e in self.seen]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or ``kill -9`` would; nothing of it runs afterwards."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the exit code and collect every remaining event."""
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        while not self.events.empty():
+            self.seen.append(self.events.get())
+        return code
+
+
+def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
+    """A labelled bridge network on a random 10.232.x.0/24 subnet (retried on an overlap)."""
+    for _ in range(20):
+        subnet = f"10.232.{uuid.uuid4().int % 250 + 1}.0/24"
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        try:
+            return client.networks.create(name, ipam=ipam, labels=labels)
+        except docker.errors.APIError as exc:
+            if "overlap" not in str(exc).lower():
+                raise
+    raise RuntimeError("no free 10.232.x.0/24 subnet")
+
+
+def release(pause_dir: Path, step: str) -> None:
+    """Let a swap paused at ``step`` (with WATCHKEEPER_TEST_PAUSE_DIR) go on."""
+    (pause_dir / step).touch()
+
+
+@pytest.fixture
+def cleanup(docker_client: docker.DockerClient, name_prefix: str) -> Iterator[None]:
+    """After the test: remove its containers (by name prefix) and their anonymous volumes."""
+    yield
+    anonymous: set[str] = set()
+    for container in docker_client.containers.list(all=True, filters={"name": name_prefix}):
+        if not container.name.startswith(name_prefix):
+            continue
+        mounts = container.attrs.get("Mounts") or []
+        anonymous |= {m["Name"] for m in mounts if ANONYMOUS.match(m.get("Name") or "")}
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True, v=True)
+    for volume in anonymous:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.volumes.get(volume).remove()
+
+
+def leftovers(client: docker.DockerClient, name: str) -> list[str]:
+    """Names of containers set aside or failed for ``name`` that are still there."""
+    found = client.containers.list(all=True, filters={"name": name})
+    return [
+        c.name
+        for c in found
+        if c.name.startswith(name + ASIDE_MARKER) or c.name.startswith(name + FAILED_MARKER)
+    ]
+
+
+def exec_text(client: docker.DockerClient, name: str, *cmd: str) -> str:
+    """Run ``cmd`` in container ``name``; its output (fails on a non-zero exit)."""
+    code, output = client.containers.get(name).exec_run(list(cmd))
+    assert code == 0, output
+    return str(output.decode().strip())
+
+
+def assert_service_intact(
+    client: docker.DockerClient, name: str, *, proof: str | None = None
+) -> dict[str, Any]:
+    """The service runs under its own name, nothing is left aside, its data is there."""
+    attrs = dict(client.api.inspect_container(name))
+    assert attrs["State"]["Running"], attrs["State"]
+    assert leftovers(client, name) == []
+    if proof is not None:
+        assert exec_text(client, name, "cat", "/data/proof") == proof
+    return attrs
+
+
+def events_of(result_events: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    """The log lines called ``event``."""
+    return [e for e in result_events if e.get("event") == event]

@@ -1,0 +1,87 @@
+"""Crash recovery: watchkeeper SIGKILLed at three points of a swap, then started again.
+
+The points are made deterministic with the test-only pause hook (``WATCHKEEPER_TEST_PAUSE_AT``,
+``containers/pause.py``): the swap logs ``test.paused`` at the named step and blocks, the test
+sees the half-done state on the engine and kills the process with SIGKILL. The next
+``watchkeeper run --once`` must find the swap, finish or undo it (``recovery.*`` events) before
+its run, and end with the service running under its own name on v1 or v2, its volume data
+intact and nothing set aside.
+"""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from tests.conftest import ImageFactory, Registry, run_watchkeeper
+from tests.integration.conftest import FAST, Starter
+from tests.integration.safety_support import (
+    SLEEP,
+    Watchkeeper,
+    assert_service_intact,
+    cleanup,  # noqa: F401 (fixture)
+    events_of,
+    exec_text,
+    leftovers,
+)
+from watchkeeper.containers.pause import PAUSE_AT_VARIABLE
+from watchkeeper.containers.swap import ASIDE_MARKER
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
+
+
+@pytest.mark.parametrize(
+    ("step", "old_running_at_kill", "replacement_state", "repair"),
+    [
+        ("renamed", True, None, "undone"),
+        ("stopped", False, "created", "undone"),
+        ("health_wait", False, "running", "finished"),
+    ],
+    ids=["after-rename", "created-not-started", "waiting-for-health"],
+)
+def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
+    registry: Registry,
+    images: ImageFactory,
+    docker_client: docker.DockerClient,
+    start: Starter,
+    step: str,
+    old_running_at_kill: bool,
+    replacement_state: str | None,
+    repair: str,
+) -> None:
+    """SIGKILL at a named step; the next start repairs the swap; v1 or v2 runs, data intact."""
+    tag = f"{registry.host}/crash:1"
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v1")
+    old = start(tag, "svc")
+    exec_text(docker_client, old.name, "sh", "-c", "echo survives > /data/proof")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v2")
+    killed = Watchkeeper("run", "--once", old.name, env={**FAST, PAUSE_AT_VARIABLE: step})
+    try:
+        killed.wait_for("test.paused", step=step)
+    finally:
+        killed.kill()
+
+    aside = docker_client.api.inspect_container(f"{old.name}{ASIDE_MARKER}{old.id[:8]}")
+    assert aside["State"]["Running"] is old_running_at_kill
+    holder = docker_client.containers.list(all=True, filters={"name": old.name})
+    by_name = {c.name: c for c in holder}
+    if replacement_state is None:
+        assert old.name not in by_name
+    else:
+        assert by_name[old.name].status == replacement_state
+
+    result = run_watchkeeper("run", "--once", "--json", old.name, env=FAST)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = result.events()
+    (found,) = events_of(events, "recovery.swap_found")
+    assert found["container"] == old.name
+    assert len(events_of(events, f"recovery.swap_{repair}")) == 1
+    names = [e["event"] for e in events]
+    assert names.index(f"recovery.swap_{repair}") < names.index("run.started")
+    attrs = assert_service_intact(docker_client, old.name, proof="survives")
+    v2 = docker_client.images.get(tag).id
+    assert attrs["Image"] in (old.attrs["Image"], v2)
+    assert leftovers(docker_client, old.name) == []
+    (row,) = result.report()["containers"]
+    assert row["state"] == ("fresh" if repair == "finished" else "updated")
