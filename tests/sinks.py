@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from cryptography import x509
@@ -483,3 +484,13 @@ def smtp_sink(certificates: CertificateFiles) -> Iterator[SMTPSink]:
     sink = SMTPSink(certificates)
     yield sink
     sink.stop()
+
+
+@pytest.fixture(autouse=True)
+def structlog_defaults() -> None:
+    """Start from structlog's defaults: a test that configured a level filter (``warning``)
+    would otherwise hide the ``info`` events ``structlog.testing.capture_logs`` should see.
+
+    Autouse in the modules that import it by name.
+    """
+    structlog.reset_defaults()

@@ -19,6 +19,7 @@ from tests.sinks import BAD_KEY_MESSAGE, SendGridSink, sendgrid_error_body
 
 # The fixture, imported by name (the redundant alias marks it as used on purpose).
 from tests.sinks import sendgrid_sink as sendgrid_sink
+from tests.sinks import structlog_defaults as structlog_defaults
 from watchkeeper.errors import NotificationError
 from watchkeeper.notify import (
     Message,

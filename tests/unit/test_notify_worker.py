@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests.sinks import structlog_defaults as structlog_defaults
 from watchkeeper.errors import NotificationError
 from watchkeeper.notify.base import Message
 from watchkeeper.notify.worker import NotificationWorker

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.sinks import structlog_defaults as structlog_defaults
 from watchkeeper.errors import ConfigError
 from watchkeeper.notify.base import Message
 from watchkeeper.notify.render import (
