@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -114,3 +119,38 @@ def test_run_once_waits_for_a_slow_summary_before_exiting(
     assert len(sendgrid_sink.mail_sends) == 1
     events = [e["event"] for e in result.events()]
     assert events.index("notification.sent") > events.index("run.finished")
+
+
+def test_daemon_stop_waits_for_a_summary_being_sent(
+    sendgrid_sink: SendGridSink, tmp_path: Path
+) -> None:
+    """SIGTERM while SendGrid is still answering: the summary is delivered, then exit 0."""
+    sendgrid_sink.answer_always(202, delay_s=SLOW_S)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        **({"DOCKER_HOST": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ else {}),
+        **sendgrid_env(sendgrid_sink, tmp_path, WATCHKEEPER_NOTIFY_ON="always"),
+        "WATCHKEEPER_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watchkeeper", "run", f"wk-nothing-{uuid.uuid4().hex[:8]}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sendgrid_sink.mail_sends and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sendgrid_sink.mail_sends, "the start run sent no summary"
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    events = [json.loads(line)["event"] for line in stdout.splitlines() if line.startswith("{")]
+    assert events.index("notification.sent") > events.index("shutdown")
