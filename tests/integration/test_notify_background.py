@@ -121,36 +121,63 @@ def test_run_once_waits_for_a_slow_summary_before_exiting(
     assert events.index("notification.sent") > events.index("run.finished")
 
 
-def test_daemon_stop_waits_for_a_summary_being_sent(
-    sendgrid_sink: SendGridSink, tmp_path: Path
-) -> None:
-    """SIGTERM while SendGrid is still answering: the summary is delivered, then exit 0."""
-    sendgrid_sink.answer_always(202, delay_s=SLOW_S)
-    env = {
+def run_daemon_until(env: dict[str, str], sink: SendGridSink, mails: int) -> tuple[int, str, str]:
+    """Start the daemon, wait until ``sink`` saw ``mails`` requests, SIGTERM it; its results."""
+    clean = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
         **({"DOCKER_HOST": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ else {}),
-        **sendgrid_env(sendgrid_sink, tmp_path, WATCHKEEPER_NOTIFY_ON="always"),
         "WATCHKEEPER_LOG_FORMAT": "json",
+        **env,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "watchkeeper", "run", f"wk-nothing-{uuid.uuid4().hex[:8]}"],
-        env=env,
+        env=clean,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         deadline = time.monotonic() + 30
-        while not sendgrid_sink.mail_sends and time.monotonic() < deadline:
+        while len(sink.mail_sends) < mails and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert sendgrid_sink.mail_sends, "the start run sent no summary"
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, stderr[-3000:]
-    events = [json.loads(line)["event"] for line in stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, stdout, stderr
+
+
+def events_of(stdout: str) -> list[str]:
+    return [json.loads(line)["event"] for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_daemon_stop_waits_for_a_summary_being_sent(
+    sendgrid_sink: SendGridSink, tmp_path: Path
+) -> None:
+    """SIGTERM while SendGrid is still answering: the summary is delivered, then exit 0."""
+    sendgrid_sink.answer_always(202, delay_s=SLOW_S)
+    env = sendgrid_env(sendgrid_sink, tmp_path, WATCHKEEPER_NOTIFY_ON="always")
+
+    returncode, stdout, stderr = run_daemon_until(env, sendgrid_sink, mails=1)
+
+    assert returncode == 0, stderr[-3000:]
+    assert len(sendgrid_sink.mail_sends) == 1
+    events = events_of(stdout)
     assert events.index("notification.sent") > events.index("shutdown")
+
+
+def test_daemon_with_notify_startup_sends_one_startup_message(
+    sendgrid_sink: SendGridSink, tmp_path: Path
+) -> None:
+    """NOTIFY_STARTUP=true: the daemon's first message is the startup one; runs add none."""
+    env = sendgrid_env(sendgrid_sink, tmp_path, WATCHKEEPER_NOTIFY_STARTUP="true")
+
+    returncode, _, stderr = run_daemon_until(env, sendgrid_sink, mails=1)
+
+    assert returncode == 0, stderr[-3000:]
+    [mail] = sendgrid_sink.mail_sends
+    assert " started on " in mail.body["subject"]
+    assert mail.body["categories"][-1] == "startup"
