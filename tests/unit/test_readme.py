@@ -33,3 +33,49 @@ def test_readme_commands_exist() -> None:
 def test_settings_every_field_has_a_description() -> None:
     """Every setting is documented (the table would show an empty cell otherwise)."""
     assert all(info.description for info in Settings.model_fields.values())
+
+
+def quick_start_commands() -> list[str]:
+    """The commands of the README's first code block under "Quick start", comments stripped."""
+    text = README.read_text()
+    section = text[text.index("## Quick start") :]
+    start = section.index("```sh\n") + len("```sh\n")
+    block = section[start : section.index("\n```", start)]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_readme_quick_start_is_docker_compose_up() -> None:
+    """Quick start: create the two files the compose file reads, then ``docker compose up -d``."""
+    commands = quick_start_commands()
+    runs = [c for c in commands if c.startswith("docker")]
+    assert runs[0] == "docker compose up -d"
+    preparation = commands[: commands.index("docker compose up -d")]
+    assert preparation[0] == "cp .env.example .env"
+    assert "secrets/sendgrid_api_key" in preparation[1]
+    assert "docker compose logs -f watchkeeper" in commands
+    root = README.parent
+    assert (root / "docker-compose.yml").exists()
+    assert (root / ".env.example").exists()
+    compose = (root / "docker-compose.yml").read_text()
+    assert "env_file: .env" in compose
+    assert "file: ./secrets/sendgrid_api_key" in compose
+
+
+def test_readme_delivery_sections_name_existing_files() -> None:
+    """The CI/CD, security and image sections exist and the files they name are there."""
+    text = README.read_text()
+    for heading in ("## CI/CD pipeline", "## Security", "## The image: size and build time"):
+        assert heading in text
+    root = README.parent
+    for path in (
+        ".github/workflows/ci.yml",
+        ".github/workflows/release.yml",
+        ".ci/run",
+        "scripts/lint-delivery",
+        "scripts/build-base-image",
+        "scripts/env_example.py",
+        "Dockerfile",
+    ):
+        assert path in text or path.split("/")[-1] in text, path
+        assert (root / path).exists(), path
+    assert "docker stop -t" in text
