@@ -32,11 +32,14 @@ from tests.conftest import ImageFactory, Registry, free_port
 from watchkeeper.containers import (
     ASIDE_MARKER,
     Engine,
+    Move,
     NotFoundError,
     SwapFailedError,
     find_dependents,
     swap_container,
+    swap_group,
 )
+from watchkeeper.containers.swap import Phase
 from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
 
 pytestmark = pytest.mark.docker
@@ -722,3 +725,112 @@ def test_engine_pull_error_in_stream_raises_and_keeps_local_tag(
     local = engine.inspect_image(tag)
     assert local is not None
     assert local["Id"] == v1
+
+
+def test_swap_group_parent_unhealthy_restores_parent_and_namespace_child(
+    docker_client: docker.DockerClient,
+    engine: Engine,
+    images: ImageFactory,
+    registry: Registry,
+    own_labels: dict[str, str],
+    name_prefix: str,
+) -> None:
+    """Parent v2 unhealthy in a group with its ``container:`` child: both back, same netns."""
+    tag, side = f"{registry.host}/grp-parent:1", f"{registry.host}/grp-side:1"
+    v1 = build_v1(docker_client, images, tag, SLEEP)
+    build_v1(docker_client, images, side, SLEEP)
+    parent = docker_client.containers.run(
+        tag, name=f"{name_prefix}-gp", detach=True, labels=own_labels
+    )
+    child = docker_client.containers.run(
+        side,
+        name=f"{name_prefix}-gc",
+        detach=True,
+        labels=own_labels,
+        network_mode=f"container:{parent.name}",
+    )
+    v2 = push_update(
+        docker_client, images, tag, v1, SLEEP, "HEALTHCHECK --interval=1s --retries=1 CMD false"
+    )
+    engine.pull_image(f"{registry.host}/grp-parent", "1", None)
+    before_parent = engine.inspect_container(parent.id)
+    before_child = engine.inspect_container(child.id)
+    child_image = engine.inspect_image(before_child["Image"])
+    moves = [
+        Move(
+            before_parent,
+            new_image=engine.inspect_image(v2),
+            old_image=engine.inspect_image(v1),
+            stop_timeout_s=5,
+            settle_s=0.5,
+        ),
+        Move(before_child, new_image=child_image, old_image=child_image, stop_timeout_s=5),
+    ]
+    names_by_id = {parent.id: parent.name, child.id: child.name}
+
+    result = swap_group(engine, moves, names_by_id)
+
+    assert result.failure is not None
+    assert result.failure.move is moves[0]
+    assert result.failure.phase is Phase.READY
+    assert result.restored is True
+    assert engine.inspect_container(parent.name)["Id"] == parent.id
+    back = engine.inspect_container(child.name)
+    assert back["Id"] == child.id
+    assert back["State"]["Running"] is True
+    parent_mac = exec_output(docker_client, parent.name, "cat", "/sys/class/net/eth0/address")
+    child_mac = exec_output(docker_client, child.name, "cat", "/sys/class/net/eth0/address")
+    assert child_mac == parent_mac
+    assert names_of(docker_client, own_labels) == {parent.name, child.name}
+
+
+def test_swap_group_refused_create_of_child_undoes_parent_before_any_stop(
+    docker_client: docker.DockerClient,
+    engine: Engine,
+    images: ImageFactory,
+    registry: Registry,
+    own_labels: dict[str, str],
+    name_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """The child's create is refused: the parent's prepared replacement is removed, none stops."""
+    tag, side = f"{registry.host}/grp2-parent:1", f"{registry.host}/grp2-side:1"
+    v1 = build_v1(docker_client, images, tag, SLEEP)
+    build_v1(docker_client, images, side, SLEEP)
+    parent = docker_client.containers.run(
+        tag, name=f"{name_prefix}-rp", detach=True, labels=own_labels
+    )
+    source = tmp_path / "gone"
+    source.mkdir()
+    child = docker_client.containers.run(
+        side,
+        name=f"{name_prefix}-rc",
+        detach=True,
+        labels=own_labels,
+        mounts=[docker.types.Mount(target="/cfg", source=str(source), type="bind")],
+        links={parent.name: "p"},
+    )
+    source.rmdir()  # the child's create will be refused: its bind source is gone
+    v2 = push_update(docker_client, images, tag, v1, SLEEP)
+    engine.pull_image(f"{registry.host}/grp2-parent", "1", None)
+    child_snapshot = engine.inspect_container(child.id)
+    child_image = engine.inspect_image(child_snapshot["Image"])
+    moves = [
+        Move(
+            engine.inspect_container(parent.id),
+            new_image=engine.inspect_image(v2),
+            old_image=engine.inspect_image(v1),
+        ),
+        Move(child_snapshot, new_image=child_image, old_image=child_image),
+    ]
+
+    result = swap_group(engine, moves, {parent.id: parent.name, child.id: child.name})
+
+    assert result.failure is not None
+    assert (result.failure.move, result.failure.phase) == (moves[1], Phase.PREPARE)
+    assert "bind source path does not exist" in result.failure.error
+    assert result.restored is True
+    for container in (parent, child):
+        now = engine.inspect_container(container.name)
+        assert (now["Id"], now["State"]["Running"], now["RestartCount"]) == (container.id, True, 0)
+    assert names_of(docker_client, own_labels) == {parent.name, child.name}
