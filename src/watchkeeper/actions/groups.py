@@ -25,8 +25,9 @@ from watchkeeper.actions.check import Watched
 from watchkeeper.actions.policy import move_for
 from watchkeeper.containers.engine import Engine, NotFoundError
 from watchkeeper.containers.hooks import run_hook
+from watchkeeper.containers.moves import Failure, GroupResult, Move, Phase
 from watchkeeper.containers.order import Planned
-from watchkeeper.containers.swap import Failure, GroupResult, Move, Phase, swap_group
+from watchkeeper.containers.swap import swap_group
 from watchkeeper.errors import EngineError
 from watchkeeper.report import ContainerOutcome, State
 

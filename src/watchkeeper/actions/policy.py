@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
+from watchkeeper.containers.moves import Move, stop_timeout_for
 from watchkeeper.containers.recovery import Gate
-from watchkeeper.containers.swap import Move, stop_timeout_for
 from watchkeeper.labels import container_name, read_bool_label, read_label
 from watchkeeper.settings import Settings, parse_duration
 

@@ -2,9 +2,10 @@
 
 ``engine`` is the only place docker-py is used (errors translated, timeouts everywhere),
 ``recreate`` turns an inspect into the replacement's create request without I/O, ``order``
-finds dependencies and plans groups (pure), ``ready`` is the health gate, ``swap`` moves a group
-with rollback, ``recovery`` repairs swaps a crash interrupted, ``hooks`` runs lifecycle commands,
-and ``pause`` is a test-only hook to stop a swap at a named step.
+finds dependencies and plans groups (pure), ``ready`` is the health gate, ``moves`` names what
+a swap moves, ``swap`` moves a group with rollback, ``recovery`` repairs swaps a crash
+interrupted, ``hooks`` runs lifecycle commands, and ``pause`` is a test-only hook that stops a
+swap at a named step.
 """
 
 from watchkeeper.containers.engine import Engine, ExecResult, NotFoundError

@@ -367,9 +367,7 @@ class Engine:
             )
             raw = self._api._read_from_socket(response, False, tty=False, demux=False)
             box["output"] = raw.decode("utf-8", errors="replace") if raw else ""
-        except _TRANSLATED as exc:
-            box["error"] = exc
-        except OSError as exc:  # the raw socket read raises plain socket errors
+        except (*_TRANSLATED, OSError) as exc:  # the raw socket read raises plain OSErrors
             box["error"] = exc
 
 

@@ -164,15 +164,19 @@ def _strong_components(edges: Mapping[str, Mapping[str, Any]]) -> list[list[str]
             if work:
                 low[work[-1][0]] = min(low[work[-1][0]], low[node])
             if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                components.append(component)
+                components.append(_pop_component(stack, on_stack, node))
     return components
+
+
+def _pop_component(stack: list[str], on_stack: set[str], root: str) -> list[str]:
+    """Pop Tarjan's stack down to ``root``: one strongly connected component."""
+    component = []
+    while True:
+        member = stack.pop()
+        on_stack.discard(member)
+        component.append(member)
+        if member == root:
+            return component
 
 
 def plan_groups(

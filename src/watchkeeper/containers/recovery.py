@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.containers.engine import Engine, NotFoundError
+from watchkeeper.containers.moves import ASIDE_MARKER, FAILED_MARKER, failed_name
 from watchkeeper.containers.ready import NotReadyError, wait_until_ready
 from watchkeeper.containers.recreate import PREVIOUS_ID_LABEL, PREVIOUS_RUNNING_LABEL
-from watchkeeper.containers.swap import ASIDE_MARKER, FAILED_MARKER, failed_name
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_labels, container_name
 

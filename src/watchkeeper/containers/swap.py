@@ -1,8 +1,7 @@
 """The safe swap of a group of containers (one, or one with its dependents), with rollback.
 
-A :class:`Move` is one container of the group: recreated on a new image (or on its own image,
-when it must follow a recreated parent), or only restarted. :func:`swap_group` moves them in
-four phases, given in start order (every dependency before its dependents):
+:func:`swap_group` moves a group's :class:`~watchkeeper.containers.moves.Move` s in four
+phases, given in start order (every dependency before its dependents):
 
 1. prepare, dependencies first: rename the old container aside (``<name>-wk-old-<id8>``) and
    create the replacement under the original name — no downtime yet, so a refused create
@@ -25,34 +24,50 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import partial
 from typing import Any
 
 import structlog
 
 from watchkeeper.containers.engine import Engine, NotFoundError
+from watchkeeper.containers.moves import (
+    ASIDE_MARKER,
+    DEFAULT_STOP_TIMEOUT_S,
+    FAILED_MARKER,
+    Failure,
+    GroupResult,
+    Move,
+    Phase,
+    aside_name,
+    auto_remove_refusal,
+    failed_name,
+    stop_timeout_for,
+)
 from watchkeeper.containers.pause import pause_point
 from watchkeeper.containers.ready import NotReadyError, wait_until_ready
 from watchkeeper.containers.recreate import PREVIOUS_ID_LABEL, build_create_spec
 from watchkeeper.errors import EngineError
 
-ASIDE_MARKER = "-wk-old-"
-FAILED_MARKER = "-wk-new-"
-DEFAULT_STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
 
 log = structlog.get_logger()
 
-
-class Phase(StrEnum):
-    """Where a group swap failed: before the replacement started, or at its health gate."""
-
-    PREPARE = "prepare"
-    STOP = "stop"
-    START = "start"
-    READY = "ready"
+__all__ = [
+    "ASIDE_MARKER",
+    "DEFAULT_STOP_TIMEOUT_S",
+    "FAILED_MARKER",
+    "LOG_TAIL_LINES",
+    "Failure",
+    "GroupResult",
+    "Move",
+    "Phase",
+    "SwapFailedError",
+    "aside_name",
+    "failed_name",
+    "stop_timeout_for",
+    "swap_container",
+    "swap_group",
+]
 
 
 class SwapFailedError(EngineError):
@@ -77,100 +92,6 @@ class SwapFailedError(EngineError):
         self.phase = phase
         self.log_tail = list(log_tail or [])
         self.kept = kept
-
-
-@dataclass
-class Move:
-    """One container of a group and how to move it; the progress fields are the swap's own.
-
-    ``new_image`` None means restart only. ``start`` None means "as it was" (running or not).
-    """
-
-    container: dict[str, Any]
-    new_image: dict[str, Any] | None = None
-    old_image: dict[str, Any] | None = None
-    stop_signal: str | None = None
-    stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
-    settle_s: float = 10.0
-    health_timeout_s: float | None = None
-    rollback: bool = True
-    start: bool | None = None
-    aside: str | None = None
-    new_id: str | None = None
-    stopped: bool = False
-    started: bool = False
-
-    @property
-    def name(self) -> str:
-        return str(self.container.get("Name") or "").lstrip("/")
-
-    @property
-    def old_id(self) -> str:
-        return str(self.container["Id"])
-
-    @property
-    def recreate(self) -> bool:
-        return self.new_image is not None
-
-    @property
-    def was_running(self) -> bool:
-        state = self.container.get("State") or {}
-        return bool(state.get("Running") or state.get("Restarting"))
-
-    @property
-    def should_start(self) -> bool:
-        return self.was_running if self.start is None else self.start
-
-    @property
-    def current_id(self) -> str:
-        """The container that runs (or should run) now: the replacement once created."""
-        return self.new_id or self.old_id
-
-    def logger(self) -> Any:
-        return log.bind(container=self.name)
-
-
-@dataclass
-class Failure:
-    """Why a container of the group failed, and the failed container's last log lines."""
-
-    move: Move
-    phase: Phase
-    error: str
-    log_tail: list[str] = field(default_factory=list)
-
-
-@dataclass
-class GroupResult:
-    """``failure``: what ended the group (it was rolled back, ``restored`` says how well);
-    ``kept``: failures left in place because rollback was disabled for them."""
-
-    failure: Failure | None = None
-    restored: bool = True
-    kept: list[Failure] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-def aside_name(name: str, container_id: str) -> str:
-    """The recognisable name the old container carries while its replacement proves itself."""
-    return f"{name.lstrip('/')}{ASIDE_MARKER}{container_id[:8]}"
-
-
-def failed_name(name: str, container_id: str) -> str:
-    """The name a failed replacement carries during a rollback, until it is removed."""
-    return f"{name.lstrip('/')}{FAILED_MARKER}{container_id[:8]}"
-
-
-def stop_timeout_for(setting_s: float | None, container: dict[str, Any]) -> float:
-    """The stop grace period: ``STOP_TIMEOUT``, else the container's ``StopTimeout``, else 10 s."""
-    own = (container.get("Config") or {}).get("StopTimeout")
-    for value in (setting_s, own):
-        if value is not None:
-            return float(value)
-    return DEFAULT_STOP_TIMEOUT_S
 
 
 def swap_group(engine: Engine, moves: list[Move], names_by_id: dict[str, str]) -> GroupResult:
@@ -216,30 +137,23 @@ def swap_container(
         start=start_replacement,
     )
     result = swap_group(engine, [move], names_by_id)
-    failure = result.failure or (result.kept[0] if result.kept else None)
-    if failure is None and move.new_id is not None:
+    if result.ok and not result.kept and move.new_id is not None:
         return move.new_id
-    assert failure is not None
+    raise _single_failure(move, result)
+
+
+def _single_failure(move: Move, result: GroupResult) -> SwapFailedError:
+    """The SwapFailedError that tells what happened to a one-container group."""
+    failure = result.failure or result.kept[0]
     outcome = "restored" if result.restored else "NOT fully restored"
     if result.kept:
         outcome = "kept the failed new container (rollback disabled)"
-    raise SwapFailedError(
+    return SwapFailedError(
         f"{move.name}: {failure.error}; old container {outcome}",
         restored=result.restored and not result.kept,
         phase=failure.phase,
         log_tail=failure.log_tail,
         kept=bool(result.kept),
-    )
-
-
-def auto_remove_refusal(container: dict[str, Any]) -> str | None:
-    """Why a ``--rm`` container cannot be moved (stopped, it vanishes: no rollback), or None."""
-    if not (container.get("HostConfig") or {}).get("AutoRemove"):
-        return None
-    name = str(container.get("Name") or container.get("Id")).lstrip("/")
-    return (
-        f"{name}: AutoRemove (--rm) is set; the container would vanish when stopped, "
-        "so it cannot be rolled back: not recreated"
     )
 
 
