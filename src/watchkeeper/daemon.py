@@ -1,11 +1,11 @@
 """Wiring and the long-running daemon: services built once, the run queue, schedule and API.
 
 Every trigger (the schedule, the start run, the HTTP API) goes through one
-:class:`~watchkeeper.scheduler.RunQueue`, whose single worker performs the runs, so two runs never
-overlap; the Runner's lock also guards ``run --once``. Summaries are sent on a notification
-thread of their own, so a slow channel never delays the next run. SIGTERM/SIGINT set the stop
-flag: the swap in progress finishes, no new container is touched, waiting runs are dropped, and
-the process exits 0.
+:class:`~watchkeeper.scheduler.RunQueue`, whose single worker performs the runs, so two runs
+never overlap; the Runner's lock also guards ``run --once``. Summaries are queued for the
+notification thread (``notify.service``), so a slow channel never delays the next run.
+SIGTERM/SIGINT set the stop flag: the swap in progress finishes, no new container is touched,
+waiting runs are dropped, queued summaries are sent (bounded wait), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
@@ -131,7 +130,7 @@ class Runner:
 
 
 class Daemon:
-    """The parts of a running daemon: run queue, schedule, API, notification thread."""
+    """The parts of a running daemon: run queue, schedule, API (notifications: the Runner's)."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -139,14 +138,11 @@ class Daemon:
         if runner.metrics is None:
             runner.metrics = Metrics(runner.services.registry)
         self.metrics = runner.metrics
-        self._notify = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-notify")
-        self.queue = RunQueue(runner.execute, after=self._notify_later)
+        # Runner.notify only queues the summary for the notification thread: never waits.
+        self.queue = RunQueue(runner.execute, after=runner.notify)
         self.metrics.watch_queue(lambda: self.queue.running is not None, lambda: self.queue.pending)
         self.schedule = Schedule(self.settings, self.queue)
         self.api = self._build_api() if self.settings.http_api_token is not None else None
-
-    def _notify_later(self, report: Report) -> None:
-        self._notify.submit(self.runner.notify, report)
 
     def _build_api(self) -> ApiServer:
         """Bind the API socket now. Raises ConfigError naming HTTP_API_LISTEN when it cannot."""
@@ -201,6 +197,7 @@ class Daemon:
             next_run=next_run.isoformat() if next_run else None,
             api=f"{self.api.address[0]}:{self.api.address[1]}" if self.api else None,
         )
+        self.runner.notify_startup()
         if self.settings.run_on_start:
             self.queue.submit("start")
 
@@ -211,7 +208,7 @@ class Daemon:
         self.queue.close()
         if self.api is not None:
             self.api.stop()
-        self._notify.shutdown(wait=True)
+        self.runner.close_notifications()
 
 
 def serve(runner: Runner) -> int:

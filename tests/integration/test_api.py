@@ -1,0 +1,238 @@
+"""The HTTP API of the real daemon, run as a subprocess on 127.0.0.1 with a token.
+
+Each test starts ``watchkeeper run NAME...`` (its own containers only) with the API on a free
+loopback port, no run at start and an hour between scheduled runs unless the test says
+otherwise, so that every run in the log is one the test caused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from datetime import datetime
+from typing import Any
+
+import docker
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Registry, free_port
+from tests.integration.conftest import FAST, StaleStarter
+
+TOKEN = "api-token-7f3a9c1e55"
+WRONG = "wrong-token-0b8d2e44"
+
+
+class ApiDaemon:
+    """``watchkeeper run`` with its API on 127.0.0.1; its JSON log lines arrive on a queue."""
+
+    def __init__(self, *names: str, env: dict[str, str], token: str | None = TOKEN) -> None:
+        self.port = free_port()
+        full_env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/root"),
+            "WATCHKEEPER_LOG_FORMAT": "json",
+            "WATCHKEEPER_STATE_DIR": tempfile.mkdtemp(prefix="wk-api-"),
+            "WATCHKEEPER_HTTP_API_LISTEN": f"127.0.0.1:{self.port}",
+            **({"WATCHKEEPER_HTTP_API_TOKEN": token} if token else {}),
+            **({"DOCKER_HOST": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ else {}),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper", "run", *names],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.raw: list[str] = []
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.raw.append(line)
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+
+    def wait_for(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
+        """Block until the daemon logs ``event`` with ``fields``; fail after ``timeout``."""
+        while True:
+            item = self.lines.get(timeout=timeout)
+            self.seen.append(item)
+            if item["event"] == event and all(item.get(k) == v for k, v in fields.items()):
+                return item
+
+    def update(self, token: str | None = TOKEN, **params: Any) -> httpx.Response:
+        """``POST /v1/update`` with ``Bearer token`` (none when None)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.post("/v1/update", headers=headers, params=params)
+
+    def get(self, path: str, token: str | None = TOKEN) -> httpx.Response:
+        """``GET path`` with ``Bearer token`` (none when None)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.get(path, headers=headers)
+
+    def stop(self) -> int:
+        """SIGTERM, wait for the exit code, collect every line it wrote."""
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code
+
+    def events(self, *names: str) -> list[dict[str, Any]]:
+        """Every logged event so far (after ``stop``: all), only ``names`` when given."""
+        return [e for e in self.seen if not names or e["event"] in names]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """One sample of a Prometheus text exposition, None when absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def quiet(**env: str) -> dict[str, str]:
+    """FAST swaps, no run at start, scheduled runs an hour apart, plus ``env``."""
+    return {
+        **FAST,
+        "WATCHKEEPER_RUN_ON_START": "false",
+        "WATCHKEEPER_POLL_INTERVAL": "1h",
+        **env,
+    }
+
+
+def test_api_daemon_token_update_status_metrics(
+    registry: Registry, stale: StaleStarter, docker_client: docker.DockerClient
+) -> None:
+    """401 without or with a wrong token (never logged); a push then POST updates within it."""
+    container = stale("api")
+    old_image = container.attrs["Image"]
+    daemon = ApiDaemon(container.name, env=quiet())
+    try:
+        daemon.wait_for("startup")
+        assert daemon.http.get("/healthz").status_code == 200
+        assert daemon.update(token=None).status_code == 401
+        assert daemon.update(token=WRONG).status_code == 401
+        assert daemon.get("/v1/metrics", token=WRONG).status_code == 401
+
+        response = daemon.update()
+        assert response.status_code == 200
+        report = response.json()
+        assert report["counts"]["updated"] == 1
+        (row,) = report["containers"]
+        assert row["state"] == "updated"
+        now = docker_client.containers.get(container.name)
+        assert now.attrs["Image"] == row["new_image_id"] != old_image
+        assert now.status == "running"
+
+        status = daemon.get("/v1/status").json()
+        assert status["last_report"]["started_at"] == report["started_at"]
+        assert status["next_run"] is not None
+        assert status["running"] is None
+
+        text = daemon.get("/v1/metrics").text
+        assert metric(text, "watchkeeper_runs_total", trigger="api", outcome="success") == 1
+        assert metric(text, "watchkeeper_containers", state="updated") == 1
+        assert metric(text, "watchkeeper_containers", state="fresh") == 0
+        assert metric(text, "watchkeeper_rollbacks_total") == 0
+        assert metric(text, "watchkeeper_run_duration_seconds_count") == 1
+        requests = metric(text, "watchkeeper_registry_requests_total", registry=registry.host)
+        assert (requests or 0) >= 2, "GET /v2/ and the HEAD of the manifest"
+        assert metric(text, "watchkeeper_registry_errors_total", registry=registry.host) is None
+        assert (metric(text, "watchkeeper_last_success_timestamp_seconds") or 0) > 0
+    finally:
+        assert daemon.stop() == 0
+    output = "".join(daemon.raw)
+    assert TOKEN not in output
+    assert WRONG not in output
+    requests_logged = [(e["path"], e["status"], e["auth"]) for e in daemon.events("api.request")]
+    assert ("/v1/update", 401, "missing") in requests_logged
+    assert ("/v1/update", 401, "invalid") in requests_logged
+    assert ("/v1/update", 200, "ok") in requests_logged
+    assert ("/healthz", 200, None) in requests_logged
+
+
+def run_events(daemon: ApiDaemon) -> list[tuple[str, str]]:
+    """(event, trigger) of every run.started / run.finished, in log order."""
+    return [(e["event"], e["trigger"]) for e in daemon.events("run.started", "run.finished")]
+
+
+def test_api_two_updates_together_make_two_runs_never_overlapping(stale: StaleStarter) -> None:
+    """Two POSTs sent together: two runs, one after the other; each answers its own report."""
+    container = stale("twice")
+    daemon = ApiDaemon(container.name, env=quiet())
+    answers: list[httpx.Response] = []
+    barrier = threading.Barrier(2)
+
+    def post() -> None:
+        barrier.wait()
+        answers.append(daemon.update())
+
+    try:
+        daemon.wait_for("startup")
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        assert daemon.stop() == 0
+    assert [a.status_code for a in answers] == [200, 200]
+    states = sorted(a.json()["containers"][0]["state"] for a in answers)
+    assert states == ["fresh", "updated"], "the second run starts after the first finished"
+    assert run_events(daemon) == [
+        ("run.started", "api"),
+        ("run.finished", "api"),
+        ("run.started", "api"),
+        ("run.finished", "api"),
+    ]
+    started = [e["run_id"] for e in daemon.events("run.started")]
+    finished = [e["run_id"] for e in daemon.events("run.finished")]
+    assert started == finished
+    assert len(set(started)) == 2
+
+
+def test_api_scheduled_tick_during_api_run_is_queued_not_dropped(stale: StaleStarter) -> None:
+    """A tick that fires during an API run is queued and runs as soon as the API run ends."""
+    container = stale("tick")
+    # The API run lasts ~7 s (stop 2 s + 4 s stability); ticks fire at 5 s and 10 s.
+    env = quiet(WATCHKEEPER_POLL_INTERVAL="5s", WATCHKEEPER_STABILITY_WINDOW="4s")
+    daemon = ApiDaemon(container.name, env=env)
+    try:
+        daemon.wait_for("startup")
+        assert daemon.update().json()["counts"]["updated"] == 1
+        daemon.wait_for("run.finished", trigger="schedule")
+    finally:
+        assert daemon.stop() == 0
+    events = daemon.events("run.started", "run.finished", "run.queued")
+    names = [(e["event"], e["trigger"]) for e in events]
+    api_start = names.index(("run.started", "api"))
+    api_end = names.index(("run.finished", "api"))
+    assert ("run.queued", "schedule") in names[api_start:api_end]
+    assert names[api_end + 1] == ("run.started", "schedule")
+    assert run_events(daemon)[:4] == [
+        ("run.started", "api"),
+        ("run.finished", "api"),
+        ("run.started", "schedule"),
+        ("run.finished", "schedule"),
+    ]
+    ended = datetime.fromisoformat(events[api_end]["timestamp"])
+    next_start = datetime.fromisoformat(events[api_end + 1]["timestamp"])
+    assert (next_start - ended).total_seconds() < 1.0, "queued, not left for the next tick"
