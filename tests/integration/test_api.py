@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import docker
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Registry, free_port
+from tests.conftest import Registry, free_port, run_watchkeeper
 from tests.integration.conftest import FAST, StaleStarter
 
 TOKEN = "api-token-7f3a9c1e55"
@@ -157,8 +158,14 @@ def test_api_daemon_token_update_status_metrics(
         assert (requests or 0) >= 2, "GET /v2/ and the HEAD of the manifest"
         assert metric(text, "watchkeeper_registry_errors_total", registry=registry.host) is None
         assert (metric(text, "watchkeeper_last_success_timestamp_seconds") or 0) > 0
+        api_env = {
+            "WATCHKEEPER_HTTP_API_TOKEN": TOKEN,
+            "WATCHKEEPER_HTTP_API_LISTEN": f"127.0.0.1:{daemon.port}",
+        }
+        assert run_watchkeeper("healthcheck", env=api_env).returncode == 0
     finally:
         assert daemon.stop() == 0
+    assert run_watchkeeper("healthcheck", env=api_env).returncode == 1
     output = "".join(daemon.raw)
     assert TOKEN not in output
     assert WRONG not in output
@@ -236,3 +243,23 @@ def test_api_scheduled_tick_during_api_run_is_queued_not_dropped(stale: StaleSta
     ended = datetime.fromisoformat(events[api_end]["timestamp"])
     next_start = datetime.fromisoformat(events[api_end + 1]["timestamp"])
     assert (next_start - ended).total_seconds() < 1.0, "queued, not left for the next tick"
+
+
+def test_api_listen_address_in_use_exits_2_naming_setting() -> None:
+    """An API port already taken stops the daemon at start with exit 2 naming the setting."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_watchkeeper(
+            "run",
+            "wk-no-such-container",
+            env={
+                "WATCHKEEPER_HTTP_API_TOKEN": TOKEN,
+                "WATCHKEEPER_HTTP_API_LISTEN": f"127.0.0.1:{port}",
+            },
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert "WATCHKEEPER_HTTP_API_LISTEN" in result.stderr
+    assert "run.started" not in [e["event"] for e in result.events()]

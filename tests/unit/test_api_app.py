@@ -12,10 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from watchkeeper.api import ApiBackend, DaemonStatus, create_app
+from watchkeeper.errors import ConfigError
 from watchkeeper.logs import configure_logging
 from watchkeeper.metrics import Metrics
 from watchkeeper.report import ContainerOutcome, Report, State
 from watchkeeper.scheduler import QueueClosedError
+from watchkeeper.settings import load_settings, parse_listen
 
 TOKEN = "s3cret-api-token-1234"
 WRONG = "not-the-token-98765"
@@ -214,3 +216,20 @@ def test_api_request_log_has_auth_result_never_token(stub: StubDaemon, logs: io.
         (200, "ok"),
     ]
     assert all(e["path"] == "/v1/update" and e["method"] == "POST" for e in requests)
+
+
+@pytest.mark.parametrize("listen", ["8080", "localhost", "1.2.3.4:0", "1.2.3.4:70000", "[::1]"])
+def test_load_settings_bad_api_listen_names_variable(listen: str) -> None:
+    """HTTP_API_LISTEN that is not HOST:PORT is a configuration error naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"WATCHKEEPER_HTTP_API_LISTEN": listen})
+    assert caught.value.setting == "WATCHKEEPER_HTTP_API_LISTEN"
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [("0.0.0.0:8080", "0.0.0.0", 8080), ("[::]:9000", "::", 9000), (":8081", "0.0.0.0", 8081)],
+)
+def test_parse_listen_accepts_host_port_forms(listen: str, host: str, port: int) -> None:
+    """IPv4, bracketed IPv6 and a bare `:PORT` (every interface) are accepted."""
+    assert parse_listen(listen) == (host, port)
