@@ -432,7 +432,8 @@ def apply_watchtower_api_mode(settings: Settings, origin: Mapping[str, str]) -> 
     start) unless ``HTTP_API_PERIODIC_POLLS`` said so; a watchkeeper name keeps both on.
     """
     via_watchtower = origin.get("http_api_update", "").startswith("WATCHTOWER_")
-    if not (via_watchtower and settings.http_api_update):
+    # Without a token there is no API to wait for: the schedule must go on.
+    if not (via_watchtower and settings.http_api_update and settings.http_api_token):
         return
     if "http_api_periodic_polls" not in origin:
         settings.http_api_periodic_polls = False

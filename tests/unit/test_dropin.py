@@ -151,10 +151,21 @@ def test_watchtower_update_api_with_periodic_polls_keeps_schedule() -> None:
     assert settings.run_on_start
 
 
+def test_watchtower_update_api_without_token_keeps_schedule() -> None:
+    """WATCHTOWER_HTTP_API_UPDATE without a token: no API, so runs stay scheduled."""
+    settings = load_settings(environ={"WATCHTOWER_HTTP_API_UPDATE": "true"})
+    assert periodic_polls(settings)
+    assert settings.run_on_start
+
+
 def test_watchtower_update_api_own_run_on_start_is_kept() -> None:
     """A RUN_ON_START set by the user is kept even in Watchtower's API-only mode."""
     settings = load_settings(
-        environ={"WATCHTOWER_HTTP_API_UPDATE": "true", "WATCHKEEPER_RUN_ON_START": "true"}
+        environ={
+            "WATCHTOWER_HTTP_API_UPDATE": "true",
+            "WATCHTOWER_HTTP_API_TOKEN": "tok-123",
+            "WATCHKEEPER_RUN_ON_START": "true",
+        }
     )
     assert settings.run_on_start
     assert settings.http_api_periodic_polls is False
