@@ -85,16 +85,17 @@ class Notifications:
         """
         if not self.notifiers:
             return True
+        selection = self.announcements.select(report, self.settings.notify_on)
+        if selection.report is None:
+            return True
         try:
-            selection = self.announcements.select(report, self.settings.notify_on)
-            if selection.report is None:
-                return True
             message = render_with_fallback(
                 selection.report,
                 title_tag=self.settings.notification_title_tag,
                 template_dir=self.settings.notification_template_dir,
             )
         except Exception as exc:  # a notification problem never ends a run
+            self.announcements.release(selection.keys)
             log.error("notification.failed", channel="render", error=f"{type(exc).__name__}: {exc}")
             return False
         return self._queue(message, selection)
