@@ -35,8 +35,8 @@ from watchkeeper.containers.swap import ASIDE_MARKER, FAILED_MARKER
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 # A PID 1 that ends on SIGTERM (a bare ``sleep`` as PID 1 ignores it).
 SLEEP = """CMD ["sh", "-c", "trap 'exit 0' TERM INT; sleep 3600 & wait"]"""
-HEALTHY = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD true"
-NEVER_HEALTHY = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD false"
+HEALTHY = "HEALTHCHECK --interval=300ms --timeout=2s --retries=2 CMD true"
+NEVER_HEALTHY = "HEALTHCHECK --interval=300ms --timeout=2s --retries=2 CMD false"
 
 
 class Watchkeeper:
@@ -96,6 +96,12 @@ class Watchkeeper:
         while not self.events.empty():
             self.seen.append(self.events.get())
         return code
+
+
+def unique(marker: str) -> str:
+    """A build marker no other test run shares: no build-cache hit on an image that another
+    run's cleanup may be deleting at that moment (the engine is shared)."""
+    return f"{marker}-{uuid.uuid4().hex[:8]}"
 
 
 def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:

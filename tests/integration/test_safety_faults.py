@@ -27,6 +27,7 @@ from tests.integration.safety_support import (
     events_of,
     exec_text,
     release,
+    unique,
 )
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE, PAUSE_DIR_VARIABLE
 
@@ -51,9 +52,9 @@ def test_fault_registry_down_leaves_service_untouched(
     gone = start_registry(tmp_path / "gone")
     try:
         tag = f"{gone.host}/down:1"
-        images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v1")
+        images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v1"))
         old_id = started_with_data(start, docker_client, tag)
-        images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v2")
+        images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v2"))
         gone.stop()
         name = docker_client.containers.get(old_id).name
 
@@ -84,13 +85,13 @@ def test_fault_registry_401_for_one_image_other_image_updated(
     locked_tag = f"{private.host}/locked:1"
     try:
         docker_client.login("ci", "pw", registry=private.host)
-        images.build_and_push(locked_tag, "VOLUME /data", SLEEP, marker="v1")
+        images.build_and_push(locked_tag, "VOLUME /data", SLEEP, marker=unique("v1"))
         locked_id = started_with_data(start, docker_client, locked_tag)
-        images.build_and_push(locked_tag, "VOLUME /data", SLEEP, marker="v2")
+        images.build_and_push(locked_tag, "VOLUME /data", SLEEP, marker=unique("v2"))
         open_tag = f"{registry.host}/open:1"
-        images.build_and_push(open_tag, SLEEP, marker="v1")
+        images.build_and_push(open_tag, SLEEP, marker=unique("v1"))
         other = start(open_tag, "other")
-        images.build_and_push(open_tag, SLEEP, marker="v2")
+        images.build_and_push(open_tag, SLEEP, marker=unique("v2"))
         locked = docker_client.containers.get(locked_id).name
         no_credentials = {**FAST, "DOCKER_CONFIG": str(tmp_path / "empty-docker-config")}
 
@@ -113,9 +114,9 @@ def test_fault_pull_fails_halfway_leaves_service_untouched(
 ) -> None:
     """v2's layer blob is deleted from the registry: the pull fails, the service runs v1."""
     tag = f"{registry.host}/halfway:1"
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v1")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v1"))
     old_id = started_with_data(start, docker_client, tag)
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v2")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v2"))
     docker_client.images.remove(tag, force=True)  # so the pull must download v2's layer
     request = urllib.request.Request(
         f"http://{registry.host}/v2/halfway/manifests/1",
@@ -145,12 +146,12 @@ def test_fault_engine_refuses_create_old_container_keeps_running(
 ) -> None:
     """The bind mount's source vanished: the engine refuses the create; nothing was stopped."""
     tag = f"{registry.host}/refused:1"
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v1")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v1"))
     source = tmp_path / "config"
     source.mkdir()
     mount = docker.types.Mount(target="/config", source=str(source), type="bind")
     old_id = started_with_data(start, docker_client, tag, mounts=[mount])
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v2")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v2"))
     shutil.rmtree(source)
     name = docker_client.containers.get(old_id).name
 
@@ -175,10 +176,10 @@ def test_fault_start_fails_port_taken_old_container_restored(
 ) -> None:
     """Its host port is taken while the old one is stopped: start fails, the old one is back."""
     tag = f"{registry.host}/porttaken:1"
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v1")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v1"))
     port = free_port()
     old_id = started_with_data(start, docker_client, tag, ports={"80/tcp": ("127.0.0.1", port)})
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v2")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v2"))
     name = docker_client.containers.get(old_id).name
     pauses = tmp_path / "pauses"
     pauses.mkdir()
@@ -216,9 +217,9 @@ def test_fault_pid1_ignores_sigterm_stop_takes_timeout_swap_completes(
     """A PID 1 that ignores SIGTERM: the stop waits the whole STOP_TIMEOUT, then the swap ends."""
     tag = f"{registry.host}/stubborn:1"
     stubborn = 'CMD ["sleep", "3600"]'  # PID 1 without a handler: SIGTERM does nothing
-    images.build_and_push(tag, "VOLUME /data", stubborn, marker="v1")
+    images.build_and_push(tag, "VOLUME /data", stubborn, marker=unique("v1"))
     old_id = started_with_data(start, docker_client, tag)
-    images.build_and_push(tag, "VOLUME /data", stubborn, marker="v2")
+    images.build_and_push(tag, "VOLUME /data", stubborn, marker=unique("v2"))
     name = docker_client.containers.get(old_id).name
 
     result = run_watchkeeper(

@@ -22,6 +22,7 @@ from tests.integration.safety_support import (
     cleanup,  # noqa: F401 (fixture)
     events_of,
     exec_text,
+    unique,
 )
 from tests.sinks import SendGridSink
 
@@ -35,7 +36,7 @@ def test_hooks_pre_update_75_skips_1_fails_post_update_runs_in_new_container(
 ) -> None:
     """exit 75 skips, exit 1 fails untouched, post-update writes into the new container."""
     tag = f"{registry.host}/hooked:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     lifecycle = "watchkeeper.lifecycle."
     skip = start(
         tag,
@@ -56,7 +57,7 @@ def test_hooks_pre_update_75_skips_1_fails_post_update_runs_in_new_container(
             f"{lifecycle}post-update-timeout": "10s",
         },
     )
-    images.build_and_push(tag, SLEEP, marker="v2")
+    images.build_and_push(tag, SLEEP, marker=unique("v2"))
 
     result = run_watchkeeper(
         "run", "--once", "--json", skip.name, fail.name, post.name, env=HOOKS_ON
@@ -94,9 +95,9 @@ def test_monitor_only_three_runs_never_pull_and_notify_once(
 ) -> None:
     """MONITOR_ONLY: three runs, HEAD only, container untouched, one mail for the new digest."""
     tag = f"{registry.host}/watched:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     container = start(tag, "svc")
-    v2_digest = images.build_and_push(tag, SLEEP, marker="v2")
+    v2_digest = images.build_and_push(tag, SLEEP, marker=unique("v2"))
     env = {
         **FAST,
         "WATCHKEEPER_MONITOR_ONLY": "true",
@@ -128,9 +129,9 @@ def test_no_pull_label_moves_to_local_tag_without_asking_a_registry(
 ) -> None:
     """watchkeeper.no-pull: v2 built locally under the tag is taken; the registry sees nothing."""
     tag = f"{registry.host}/local:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     container = start(tag, "svc", labels={"watchkeeper.no-pull": "true"})
-    local_v2 = images.build(tag, SLEEP, marker="v2-built-here")
+    local_v2 = images.build(tag, SLEEP, marker=unique("v2-built-here"))
     registry.clear_log()
 
     result = run_watchkeeper("run", "--once", "--json", container.name, env=FAST)
@@ -147,10 +148,10 @@ def test_include_stopped_recreates_without_start_revive_starts(
 ) -> None:
     """INCLUDE_STOPPED: recreated and left stopped; with REVIVE_STOPPED: recreated and started."""
     tag = f"{registry.host}/sleeper:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     container = start(tag, "svc")
     container.stop(timeout=5)
-    images.build_and_push(tag, SLEEP, marker="v2")
+    images.build_and_push(tag, SLEEP, marker=unique("v2"))
     stopped = {**FAST, "WATCHKEEPER_INCLUDE_STOPPED": "true"}
 
     first = run_watchkeeper("run", "--once", "--json", container.name, env=stopped)
@@ -161,7 +162,7 @@ def test_include_stopped_recreates_without_start_revive_starts(
     assert recreated["Id"] != container.id
     assert recreated["State"]["Running"] is False
 
-    images.build_and_push(tag, SLEEP, marker="v3")
+    images.build_and_push(tag, SLEEP, marker=unique("v3"))
     second = run_watchkeeper(
         "run",
         "--once",

@@ -22,6 +22,7 @@ from tests.integration.safety_support import (
     cleanup,  # noqa: F401 (fixture)
     events_of,
     exec_text,
+    unique,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
@@ -44,8 +45,8 @@ def test_order_dependents_stop_before_db_and_start_after_it_is_healthy(
 ) -> None:
     """db v2: web and app stop before db, start after db is healthy; app and web keep running."""
     db_tag, app_tag = f"{registry.host}/db:1", f"{registry.host}/app:1"
-    images.build_and_push(db_tag, SLEEP, HEALTHY, marker="v1")
-    images.build_and_push(app_tag, SLEEP, marker="app")
+    images.build_and_push(db_tag, SLEEP, HEALTHY, marker=unique("v1"))
+    images.build_and_push(app_tag, SLEEP, marker=unique("app"))
     project = {"com.docker.compose.project": name_prefix}
     db = start(db_tag, "db")
     app = start(
@@ -66,7 +67,7 @@ def test_order_dependents_stop_before_db_and_start_after_it_is_healthy(
             "com.docker.compose.depends_on": "app:service_started:false",
         },
     )
-    images.build_and_push(db_tag, SLEEP, HEALTHY, marker="v2")
+    images.build_and_push(db_tag, SLEEP, HEALTHY, marker=unique("v2"))
 
     result = run_watchkeeper("run", "--once", "--json", db.name, app.name, web.name, env=FAST)
 
@@ -98,14 +99,14 @@ def test_order_two_cycle_skipped_unrelated_container_updated(
 ) -> None:
     """a <-> b by depends-on: both skipped with the reason, untouched; c is updated."""
     tag = f"{registry.host}/cycle:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     a = start(tag, "a", labels={"watchkeeper.depends-on": "placeholder"})
     b = start(tag, "b", labels={"watchkeeper.depends-on": a.name})
     # Labels cannot change on a running container: recreate a naming b.
     a.remove(force=True)
     a = start(tag, "a", labels={"watchkeeper.depends-on": b.name})
     c = start(tag, "c")
-    images.build_and_push(tag, SLEEP, marker="v2")
+    images.build_and_push(tag, SLEEP, marker=unique("v2"))
 
     result = run_watchkeeper("run", "--once", "--json", a.name, b.name, c.name, env=FAST)
 
@@ -125,12 +126,12 @@ def test_order_shared_network_namespace_children_follow_new_vpn(
 ) -> None:
     """Two containers in ``container:vpn``; vpn updated: both recreated inside the new vpn."""
     vpn_tag, side_tag = f"{registry.host}/vpn:1", f"{registry.host}/side:1"
-    images.build_and_push(vpn_tag, SLEEP, marker="v1")
-    images.build_and_push(side_tag, SLEEP, marker="side")
+    images.build_and_push(vpn_tag, SLEEP, marker=unique("v1"))
+    images.build_and_push(side_tag, SLEEP, marker=unique("side"))
     vpn = start(vpn_tag, "vpn")
     first = start(side_tag, "first", network_mode=f"container:{vpn.name}")
     second = start(side_tag, "second", network_mode=f"container:{vpn.name}")
-    images.build_and_push(vpn_tag, SLEEP, marker="v2")
+    images.build_and_push(vpn_tag, SLEEP, marker=unique("v2"))
 
     result = run_watchkeeper("run", "--once", "--json", vpn.name, env=FAST)
 

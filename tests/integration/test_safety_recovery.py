@@ -23,6 +23,7 @@ from tests.integration.safety_support import (
     events_of,
     exec_text,
     leftovers,
+    unique,
 )
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE
 from watchkeeper.containers.swap import ASIDE_MARKER
@@ -51,10 +52,10 @@ def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
 ) -> None:
     """SIGKILL at a named step; the next start repairs the swap; v1 or v2 runs, data intact."""
     tag = f"{registry.host}/crash:1"
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v1")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v1"))
     old = start(tag, "svc")
     exec_text(docker_client, old.name, "sh", "-c", "echo survives > /data/proof")
-    images.build_and_push(tag, "VOLUME /data", SLEEP, marker="v2")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v2"))
     killed = Watchkeeper("run", "--once", old.name, env={**FAST, PAUSE_AT_VARIABLE: step})
     try:
         killed.wait_for("test.paused", step=step)

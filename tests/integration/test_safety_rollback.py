@@ -27,6 +27,7 @@ from tests.integration.safety_support import (
     events_of,
     exec_text,
     leftovers,
+    unique,
 )
 from tests.sinks import SendGridSink
 
@@ -71,7 +72,7 @@ def test_rollback_unhealthy_v2_restores_v1_remembers_digest_then_takes_v3(
 ) -> None:
     """Unhealthy v2: rolled back, exit 1, one mail; next run skips it, no mail; v3 is taken."""
     tag = f"{registry.host}/unhealthy:1"
-    images.build_and_push(tag, "VOLUME /data", SLEEP, HEALTHY, marker="v1")
+    images.build_and_push(tag, "VOLUME /data", SLEEP, HEALTHY, marker=unique("v1"))
     network = create_network(docker_client, f"{name_prefix}-net", labels)
     static_ip = network.attrs["IPAM"]["Config"][0]["Subnet"].rsplit(".", 1)[0] + ".10"
     old = start(
@@ -86,7 +87,9 @@ def test_rollback_unhealthy_v2_restores_v1_remembers_digest_then_takes_v3(
     )
     exec_text(docker_client, old.name, "sh", "-c", "echo keep-me > /data/proof")
     wait_healthy(docker_client, old.name)
-    v2_digest = images.build_and_push(tag, "VOLUME /data", V2_SAYS, NEVER_HEALTHY, marker="v2")
+    v2_digest = images.build_and_push(
+        tag, "VOLUME /data", V2_SAYS, NEVER_HEALTHY, marker=unique("v2")
+    )
     env = mail_env(sendgrid_sink, tmp_path / "state")
 
     first = run_watchkeeper("run", "--once", "--json", old.name, env=env)
@@ -119,7 +122,7 @@ def test_rollback_unhealthy_v2_restores_v1_remembers_digest_then_takes_v3(
     assert docker_client.api.inspect_container(old.name)["Id"] == old.id
     assert len(sendgrid_sink.mail_sends) == 1
 
-    v3_digest = images.build_and_push(tag, "VOLUME /data", SLEEP, HEALTHY, marker="v3")
+    v3_digest = images.build_and_push(tag, "VOLUME /data", SLEEP, HEALTHY, marker=unique("v3"))
     third = run_watchkeeper("run", "--once", "--json", old.name, env=env)
 
     assert third.returncode == 0, third.stderr[-3000:]
@@ -135,9 +138,9 @@ def test_rollback_crashing_v2_detected_within_stability_window(
 ) -> None:
     """A v2 that exits at once (no healthcheck) is rolled back long before the window ends."""
     tag = f"{registry.host}/crashing:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     old = start(tag, "svc", restart_policy={"Name": "unless-stopped"})
-    images.build_and_push(tag, 'CMD ["sh", "-c", "echo crashing-now; exit 3"]', marker="v2")
+    images.build_and_push(tag, 'CMD ["sh", "-c", "echo crashing-now; exit 3"]', marker=unique("v2"))
     window = 10.0
     env = {**FAST, "WATCHKEEPER_STABILITY_WINDOW": f"{window:.0f}s"}
 
@@ -160,10 +163,10 @@ def test_rollback_health_timeout_label_cuts_a_long_starting_phase(
 ) -> None:
     """A v2 that stays ``starting`` (long start period) is rolled back after the label's 2 s."""
     tag = f"{registry.host}/slowhealth:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     old = start(tag, "svc", labels={"watchkeeper.health-timeout": "2s"})
-    slow = "HEALTHCHECK --interval=1s --start-period=120s --retries=1 CMD false"
-    images.build_and_push(tag, SLEEP, slow, marker="v2")
+    slow = "HEALTHCHECK --interval=300ms --start-period=120s --retries=1 CMD false"
+    images.build_and_push(tag, SLEEP, slow, marker=unique("v2"))
 
     result = run_watchkeeper("run", "--once", "--json", old.name, env=FAST)
 
@@ -179,9 +182,9 @@ def test_rollback_disabled_by_label_keeps_failed_container_and_says_so(
 ) -> None:
     """watchkeeper.rollback=false: the failed v2 stays under the name, the report says so."""
     tag = f"{registry.host}/norollback:1"
-    images.build_and_push(tag, SLEEP, marker="v1")
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
     old = start(tag, "svc", labels={"watchkeeper.rollback": "false"})
-    images.build_and_push(tag, 'CMD ["sh", "-c", "exit 4"]', marker="v2")
+    images.build_and_push(tag, 'CMD ["sh", "-c", "exit 4"]', marker=unique("v2"))
 
     result = run_watchkeeper("run", "--once", "--json", old.name, env=FAST)
 
