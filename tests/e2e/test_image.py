@@ -128,7 +128,10 @@ def test_image_daemon_updates_target_emails_and_stops_cleanly(
     v2_digest = images.build_and_push(f"{registry.host}/e2e-target:1", SLEEP, marker="v2")
 
     def updated() -> Container | None:
-        current = docker_client.containers.get(str(target.name))
+        try:
+            current = docker_client.containers.get(str(target.name))
+        except docker.errors.NotFound:
+            return None  # mid-swap: the old one renamed aside, the new one not yet created
         return current if current.id != target.id and current.status == "running" else None
 
     new = wait_until(updated, 40, "the target recreated on v2")
