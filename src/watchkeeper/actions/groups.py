@@ -25,7 +25,7 @@ from watchkeeper.actions.check import Watched
 from watchkeeper.actions.policy import move_for
 from watchkeeper.containers.engine import Engine, NotFoundError
 from watchkeeper.containers.hooks import run_hook
-from watchkeeper.containers.moves import Failure, GroupResult, Move, Phase
+from watchkeeper.containers.moves import Failure, GroupResult, Move, Phase, auto_remove_refusal
 from watchkeeper.containers.order import Planned
 from watchkeeper.containers.swap import swap_group
 from watchkeeper.errors import EngineError
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from watchkeeper.actions.update import UpdateContext
 
 log = structlog.get_logger()
+
+_RM_DEPENDENT = "AutoRemove (--rm): not restarted with what it depends on (it would vanish)"
 
 
 @dataclass(frozen=True)
@@ -58,16 +60,8 @@ def update_group(
     if ctx.stop.is_set():
         return [_row(t, State.SKIPPED, reason="shutting down") for t in mine]
     started = time.monotonic()
-    moves: dict[str, Move] = {}
     rows: list[ContainerOutcome] = []
-    for planned in group:
-        try:
-            moves[planned.container_id] = _move(ctx, planned, targets)
-        except EngineError as exc:
-            if planned.target:
-                target = targets[planned.container_id]
-                rows.append(_row(target, State.FAILED, error=str(exc), reason="not touched"))
-            log.warning("container.vanished", container=planned.name, error=str(exc))
+    moves = _build_moves(ctx, group, targets, rows)
     result = swap_group(ctx.engine, list(moves.values()), ctx.names_by_id)
     duration = time.monotonic() - started
     for planned, move in ((p, moves[p.container_id]) for p in group if p.container_id in moves):
@@ -76,6 +70,32 @@ def update_group(
         else:
             _log_dependent(move, result, [t.item.name for t in mine])
     return rows
+
+
+def _build_moves(
+    ctx: UpdateContext,
+    group: list[Planned],
+    targets: dict[str, Target],
+    rows: list[ContainerOutcome],
+) -> dict[str, Move]:
+    """The group's moves by container ID; a target that vanished gets its row in ``rows``."""
+    moves: dict[str, Move] = {}
+    for planned in group:
+        try:
+            move = _move(ctx, planned, targets)
+        except EngineError as exc:
+            if planned.target:
+                target = targets[planned.container_id]
+                rows.append(_row(target, State.FAILED, error=str(exc), reason="not touched"))
+            log.warning("container.vanished", container=planned.name, error=str(exc))
+            continue
+        if not planned.recreate and auto_remove_refusal(move.container) is not None:
+            # Stopped, a --rm container vanishes: it is left running rather than blocking
+            # the update of what it depends on.
+            log.warning("container.skipped", container=planned.name, reason=_RM_DEPENDENT)
+            continue
+        moves[planned.container_id] = move
+    return moves
 
 
 def _move(ctx: UpdateContext, planned: Planned, targets: dict[str, Target]) -> Move:

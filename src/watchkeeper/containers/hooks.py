@@ -94,7 +94,8 @@ def run_hook(engine: Engine, container: dict[str, Any], hook: str) -> HookResult
     name = container_name(container)
     if command is None:
         return None
-    if not (container.get("State") or {}).get("Running"):
+    state = container.get("State") or {}
+    if not state.get("Running") or state.get("Restarting"):
         log.info("hook.skipped", container=name, hook=hook, reason="container not running")
         return None
     timeout_s = hook_timeout(container, hook)
