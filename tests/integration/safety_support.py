@@ -99,8 +99,8 @@ class Watchkeeper:
 
 
 def unique(marker: str) -> str:
-    """A build marker no other test run shares: no build-cache hit on an image that another
-    run's cleanup may be deleting at that moment (the engine is shared)."""
+    """A build marker no other test run shares, so no two runs on the shared engine ever get
+    the same image from the build cache (one run's cleanup must not remove another's image)."""
     return f"{marker}-{uuid.uuid4().hex[:8]}"
 
 
