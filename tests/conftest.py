@@ -232,12 +232,23 @@ class ImageFactory:
             info = tarfile.TarInfo("Dockerfile")
             info.size = len(df)
             tar.addfile(info, io.BytesIO(df))
-        context.seek(0)
-        image, _ = self.client.images.build(
-            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True
-        )
+        try:
+            image = self._build(context, tag, nocache=False)
+        except docker.errors.BuildError as exc:
+            # A cached layer removed by a concurrent cleanup on the shared engine: build again
+            # without the cache rather than fail the test for someone else's housekeeping.
+            if "unable to find image" not in str(exc):
+                raise
+            image = self._build(context, tag, nocache=True)
         self.built.append(tag)
         return str(image.id)
+
+    def _build(self, context: io.BytesIO, tag: str, *, nocache: bool) -> Any:
+        context.seek(0)
+        image, _ = self.client.images.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, nocache=nocache
+        )
+        return image
 
     def push(self, tag: str) -> str:
         """Push ``tag`` and return the digest the registry gave it."""
