@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 
+import pytest
 import structlog
 
 from watchkeeper.logs import MASK, configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """These tests configure structlog globally; put the defaults back for the tests after."""
+    yield
+    structlog.reset_defaults()
 
 
 def emit(secrets: list[str], **fields: object) -> dict[str, object]:
