@@ -58,7 +58,7 @@ def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     rows: list[Watched] = []
     for engine in services.engines:
         selected, _ = select_containers(engine.list_containers(all=True), settings, names)
-        rows += check_containers(engine, services.registry, selected)
+        rows += check_containers(engine, services.registry, selected, no_pull=settings.no_pull)
     if as_json:
         print(json.dumps([check_row(w) for w in rows]))
     else:

@@ -131,7 +131,10 @@ class Settings(BaseSettings):
         ge=0,
     )
     rolling_restart: bool = setting(
-        False, "update one container at a time", "WATCHTOWER_ROLLING_RESTART"
+        False,
+        "accepted for Watchtower: updates always go one container (or dependency group) at a "
+        "time, each gated by its health",
+        "WATCHTOWER_ROLLING_RESTART",
     )
     rollback: bool = setting(True, "restore the old container when the new one fails")
     health_timeout: OptionalDuration = setting(

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Verdict, Watched, apply_no_pull, check_containers
+from watchkeeper.actions.check import Verdict, Watched, check_containers
 from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
 from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.actions.update import UpdateContext, outcome_without_update, update_stale
@@ -62,7 +62,10 @@ def check_engine(
                 host=engine.host_label,
             )
         )
-    watched = check_containers(engine, services.registry, selected)
+    # NO_PULL judges by the local tag: the registry is not asked at all.
+    watched = check_containers(
+        engine, services.registry, selected, no_pull=services.settings.no_pull
+    )
     return watched, outcomes, snapshots
 
 
@@ -108,8 +111,6 @@ def run_engine(
     except EngineError as exc:
         log.error("engine.failed", engine=engine.host_label, error=str(exc))
         return []
-    if settings.no_pull:
-        apply_no_pull(engine, watched)
     stale = [w for w in watched if w.verdict is Verdict.STALE]
     outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]
     if services.state is None:
