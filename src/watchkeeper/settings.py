@@ -382,7 +382,9 @@ class EnvSource(PydanticBaseSettingsSource):
         """
         value = self.environ.get(var)
         if secret and not value and self.environ.get(var + "_FILE"):
-            return _read_secret_file(var + "_FILE", self.environ[var + "_FILE"])
+            # An empty secret file means "not set": a compose file can always mount the secret
+            # and a user without that channel leaves the file empty.
+            return _read_secret_file(var + "_FILE", self.environ[var + "_FILE"]) or None
         if secret and value and var.startswith("WATCHTOWER_") and os.path.isfile(value):
             # Watchtower accepted a file path as the value of a secret.
             return _read_secret_file(var, value)

@@ -175,3 +175,11 @@ def test_cron_trigger_sunday_zero_means_sunday() -> None:
     monday = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
     fire = cron_trigger("0 3 * * 0", "UTC").get_next_fire_time(None, monday)
     assert fire.weekday() == 6
+
+
+def test_load_settings_empty_secret_file_means_unset(tmp_path: Path) -> None:
+    """An empty `_FILE` secret leaves the setting unset (no SendGrid, no recipient needed)."""
+    key = tmp_path / "key"
+    key.write_text("\n")
+    settings = load_settings(environ={"WATCHKEEPER_SENDGRID_API_KEY_FILE": str(key)})
+    assert settings.sendgrid_api_key is None
