@@ -28,7 +28,8 @@ import docker.errors
 import docker.types
 import pytest
 
-from tests.conftest import ImageFactory, Registry, free_port
+from tests.conftest import ImageFactory, Registry, free_port, run_watchkeeper
+from tests.integration.conftest import FAST
 from watchkeeper.containers import (
     ASIDE_MARKER,
     Engine,
@@ -127,6 +128,16 @@ def pull_and_swap(
     return before, engine.inspect_container(name)
 
 
+def run_once_and_inspect(engine: Engine, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``watchkeeper run --once NAME`` as a user would; return (before, after) inspects."""
+    before = engine.inspect_container(name)
+    result = run_watchkeeper("run", "--once", "--json", name, env=FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = result.report()["containers"]
+    assert row["state"] == "updated", row
+    return before, engine.inspect_container(name)
+
+
 def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
     """A bridge network on a random 10.231.x.0/24 subnet (retried on an overlap)."""
     for _ in range(20):
@@ -208,7 +219,7 @@ def test_swap_every_user_setting_survives_field_by_field(
     name_prefix: str,
     tmp_path: Path,
 ) -> None:
-    """After pull + swap, inspect equals the old one but for volatile fields; volume data stays."""
+    """After `run --once`, inspect equals the old one but for volatile fields; volume data stays."""
     tag = f"{registry.host}/fidelity:1"
     image_lines = ("VOLUME /data", SLEEP, "HEALTHCHECK --interval=30s CMD true")
     v1 = build_v1(docker_client, images, tag, *image_lines)
@@ -261,7 +272,7 @@ def test_swap_every_user_setting_survives_field_by_field(
     exec_output(docker_client, name, "sh", "-c", "echo keep-me > /data/proof")
     v2 = push_update(docker_client, images, tag, v1, *image_lines)
 
-    before, after = pull_and_swap(engine, name, tag)
+    before, after = run_once_and_inspect(engine, name)
 
     assert after["Id"] != before["Id"]
     assert after["Image"] == v2 != before["Image"] == v1
@@ -304,8 +315,8 @@ def test_swap_image_defaults_follow_new_image_overrides_stay(
     v2_lines = ("ENV MODE=two SHARED=same", "LABEL tier=two", "WORKDIR /www", v2_cmd)
     v2 = push_update(docker_client, images, tag, v1, *v2_lines)
 
-    _, new_plain = pull_and_swap(engine, plain, tag)
-    _, new_custom = pull_and_swap(engine, custom, tag)
+    _, new_plain = run_once_and_inspect(engine, plain)
+    _, new_custom = run_once_and_inspect(engine, custom)
 
     assert new_plain["Image"] == new_custom["Image"] == v2
     config = new_plain["Config"]
