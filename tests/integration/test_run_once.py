@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -168,3 +171,58 @@ def test_run_once_engine_unreachable_exits_3(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert "Docker engine" in result.stderr
+
+
+class FailingRegistry:
+    """A registry front that answers `/v2/` and then 500 to every manifest request."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_HEAD(self) -> None:
+                self._answer()
+
+            def _answer(self) -> None:
+                status = 200 if self.path == "/v2/" else 500
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_run_once_registry_500_for_one_image_others_updated(
+    registry: Registry, images: ImageFactory, docker_client: docker.DockerClient, start: Starter
+) -> None:
+    """A registry answering 500 for one image: that container is untouched; the other updates."""
+    failing = FailingRegistry()
+    try:
+        good_tag = f"{registry.host}/good:1"
+        images.build_and_push(good_tag, SLEEP, marker="good1")
+        bad_source = f"{registry.host}/bad:1"
+        images.build_and_push(bad_source, SLEEP, marker="bad1")
+        bad_tag = f"{failing.host}/bad:1"
+        docker_client.images.get(bad_source).tag(bad_tag)
+        good, bad = start(good_tag), start(bad_tag)
+        images.build_and_push(good_tag, SLEEP, marker="good2")
+        result = run_watchkeeper("run", "--once", "--json", good.name, bad.name, env=FAST)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = {c["name"]: c for c in result.report()["containers"]}
+        assert rows[good.name]["state"] == "updated"
+        assert rows[bad.name]["state"] == "skipped"
+        assert "500" in rows[bad.name]["error"]
+        assert docker_client.containers.get(bad.name).id == bad.id
+    finally:
+        failing.stop()
+        docker_client.images.remove(f"{failing.host}/bad:1", force=True)
