@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -494,3 +495,32 @@ def structlog_defaults() -> None:
     Autouse in the modules that import it by name.
     """
     structlog.reset_defaults()
+
+
+class _RowTexts(HTMLParser):
+    """Collects the text of every ``<tr>`` of an HTML body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[str] = []
+        self._in_row = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self._in_row = True
+            self.rows.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._in_row = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_row:
+            self.rows[-1] += data
+
+
+def html_row_texts(html: str) -> list[str]:
+    """The text of each table row of an e-mail's HTML part, stripped."""
+    parser = _RowTexts()
+    parser.feed(html)
+    return [row.strip() for row in parser.rows]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import bcrypt
@@ -12,7 +11,7 @@ import docker
 
 from tests.conftest import ImageFactory, Registry, run_watchkeeper, start_registry
 from tests.integration.conftest import FAST, SLEEP, StaleStarter, Starter
-from tests.sinks import SendGridSink
+from tests.sinks import SendGridSink, html_row_texts
 
 
 def mail_env(sink: SendGridSink) -> dict[str, str]:
@@ -24,28 +23,6 @@ def mail_env(sink: SendGridSink) -> dict[str, str]:
         "WATCHKEEPER_EMAIL_FROM": "watchkeeper@example.com",
         "WATCHKEEPER_EMAIL_TO": "ops@example.com,dev@example.com",
     }
-
-
-class RowCounter(HTMLParser):
-    """Collects the text of every table row of an HTML body."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[str] = []
-        self._in_row = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "tr":
-            self._in_row = True
-            self.rows.append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "tr":
-            self._in_row = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_row:
-            self.rows[-1] += data
 
 
 def test_run_with_update_sends_one_mail_run_without_sends_none(
@@ -74,9 +51,7 @@ def test_run_with_update_sends_one_mail_run_without_sends_none(
         assert container.name in part
         assert old_digest.removeprefix("sha256:")[:12] in part
         assert new_digest.removeprefix("sha256:")[:12] in part
-    parser = RowCounter()
-    parser.feed(html)
-    assert sum(container.name in row for row in parser.rows) == 1
+    assert sum(container.name in row for row in html_row_texts(html)) == 1
     assert any(e["event"] == "notification.sent" for e in result.events())
 
     again = run_watchkeeper("run", "--once", container.name, env=mail_env(sendgrid_sink))

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
-from html.parser import HTMLParser
 
 import pytest
 import structlog
 
-from tests.sinks import BAD_KEY_MESSAGE, SendGridSink, sendgrid_error_body
+from tests.sinks import BAD_KEY_MESSAGE, SendGridSink, html_row_texts, sendgrid_error_body
 
 # The fixture, imported by name (the redundant alias marks it as used on purpose).
 from tests.sinks import sendgrid_sink as sendgrid_sink
@@ -272,9 +271,7 @@ def test_sendgrid_summary_html_has_one_row_per_updated_failed_and_rolled_back_co
 
     [request] = sendgrid_sink.mail_sends
     html = next(c["value"] for c in request.body["content"] if c["type"] == "text/html")
-    parser = RowTexts()
-    parser.feed(html)
-    data_rows = [row.strip() for row in parser.rows if not row.strip().startswith("Container")]
+    data_rows = [row for row in html_row_texts(html) if not row.startswith("Container")]
     assert len(data_rows) == 3
     for name, state in (("api", "updated"), ("worker", "failed"), ("web", "rolled back")):
         [row] = [row for row in data_rows if row.startswith(name)]
@@ -284,25 +281,3 @@ def test_sendgrid_summary_html_has_one_row_per_updated_failed_and_rolled_back_co
     assert "health check failed" in web
     assert "panic: no config" in web
     assert request.body["subject"] == "watchkeeper on web-1: 1 updated, 1 failed, 1 rolled back"
-
-
-class RowTexts(HTMLParser):
-    """The text of every ``<tr>`` of an HTML body."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[str] = []
-        self._in_row = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "tr":
-            self._in_row = True
-            self.rows.append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "tr":
-            self._in_row = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_row:
-            self.rows[-1] += data
