@@ -12,12 +12,15 @@ import contextlib
 import io
 import json
 import os
+import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -319,6 +322,19 @@ def run_watchkeeper(
     *args: str, env: dict[str, str] | None = None, timeout: float = 240
 ) -> CliResult:
     """Run ``python -m watchkeeper ARGS`` with a clean environment plus ``env``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", *args],
+        env=watchkeeper_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def watchkeeper_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for a watchkeeper process: JSON logs, its own state dir, + ``env``."""
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
@@ -327,13 +343,72 @@ def run_watchkeeper(
     }
     if "DOCKER_HOST" in os.environ:
         base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-    base.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "watchkeeper", *args],
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return {**base, **(env or {})}
+
+
+class WatchkeeperProcess:
+    """A background ``python -m watchkeeper ARGS`` whose JSON log events can be awaited.
+
+    ``raw`` keeps every output line (to prove what is *not* in the logs); ``seen`` the events
+    consumed by ``wait_for`` and, after ``stop``/``finish``, all of them.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper", *args],
+            env=watchkeeper_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.raw: list[str] = []
+        self.seen: list[dict[str, Any]] = []
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.raw.append(line)
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    self._queue.put(json.loads(line))
+
+    def wait_for(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
+        """Block until the process logs ``event`` (with ``fields``); fail after ``timeout``."""
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {event} within {timeout}s; saw {self.names()}") from None
+            self.seen.append(item)
+            if item.get("event") == event and all(item.get(k) == v for k, v in fields.items()):
+                return item
+
+    def names(self) -> list[str]:
+        """The event names seen so far."""
+        return [str(e.get("event")) for e in self.seen]
+
+    def events(self, *names: str) -> list[dict[str, Any]]:
+        """Every event seen so far (after ``stop``: all), only ``names`` when given."""
+        return [e for e in self.seen if not names or e["event"] in names]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or ``kill -9`` would; nothing of it runs afterwards."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the exit code and collect every remaining event."""
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        while not self._queue.empty():
+            self.seen.append(self._queue.get())
+        return code
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (unless it already ended) and ``finish``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.finish(timeout)

@@ -1,25 +1,17 @@
 """Support for the safety tests: a watchkeeper process to pause and kill, cleanup, assertions.
 
-``Watchkeeper`` runs ``python -m watchkeeper`` like ``run_watchkeeper`` does, but in the
-background, reading its JSON log lines as they come, so a test can wait for the test-only
-``test.paused`` event (``WATCHKEEPER_TEST_PAUSE_AT``, see ``containers/pause.py``), act, then
-release the pause or SIGKILL the process. ``cleanup`` removes every container of the test
-(names start with its prefix) with the anonymous volumes it carried, which the session-wide
-cleanup by label would leave behind.
+``Watchkeeper`` (the shared ``tests.conftest.WatchkeeperProcess``) runs ``python -m
+watchkeeper`` in the background, reading its JSON log lines as they come, so a test can wait
+for the test-only ``test.paused`` event (``WATCHKEEPER_TEST_PAUSE_AT``, see
+``containers/pause.py``), act, then release the pause or SIGKILL the process. ``cleanup``
+removes every container of the test (names start with its prefix) with the anonymous volumes
+it carried, which the session-wide cleanup by label would leave behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +22,7 @@ import docker.errors
 import docker.types
 import pytest
 
+from tests.conftest import WatchkeeperProcess
 from watchkeeper.containers.swap import ASIDE_MARKER, FAILED_MARKER
 
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
@@ -39,63 +32,8 @@ HEALTHY = "HEALTHCHECK --interval=300ms --timeout=2s --retries=2 CMD true"
 NEVER_HEALTHY = "HEALTHCHECK --interval=300ms --timeout=2s --retries=2 CMD false"
 
 
-class Watchkeeper:
-    """A background ``watchkeeper`` process whose JSON events can be awaited."""
-
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        base = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/root"),
-            "WATCHKEEPER_LOG_FORMAT": "json",
-            "WATCHKEEPER_STATE_DIR": tempfile.mkdtemp(prefix="wk-state-"),
-        }
-        if "DOCKER_HOST" in os.environ:
-            base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper", *args],
-            env={**base, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    self.events.put(json.loads(line))
-
-    def wait_for(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
-        """Block until the process logs ``event`` (with ``fields``); fail after ``timeout``."""
-        while True:
-            try:
-                item = self.events.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {event} within {timeout}s; saw {self.names()}") from None
-            self.seen.append(item)
-            if item.get("event") == event and all(item.get(k) == v for k, v in fields.items()):
-                return item
-
-    def names(self) -> list[str]:
-        return [str(e.get("event")) for e in self.seen]
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or ``kill -9`` would; nothing of it runs afterwards."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def finish(self, timeout: float = 120) -> int:
-        """Wait for the exit code and collect every remaining event."""
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        while not self.events.empty():
-            self.seen.append(self.events.get())
-        return code
+# The background process helper is shared with the other integration tests.
+Watchkeeper = WatchkeeperProcess
 
 
 def unique(marker: str) -> str:

@@ -7,14 +7,7 @@ otherwise, so that every run in the log is one the test caused.
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 from datetime import datetime
 from typing import Any
@@ -23,56 +16,25 @@ import docker
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Registry, free_port, run_watchkeeper
+from tests.conftest import Registry, WatchkeeperProcess, free_port, run_watchkeeper
 from tests.integration.conftest import FAST, StaleStarter
 
 TOKEN = "api-token-7f3a9c1e55"
 WRONG = "wrong-token-0b8d2e44"
 
 
-class ApiDaemon:
-    """``watchkeeper run`` with its API on 127.0.0.1; its JSON log lines arrive on a queue."""
+class ApiDaemon(WatchkeeperProcess):
+    """``watchkeeper run`` with its API on 127.0.0.1 and an HTTP client for it."""
 
     def __init__(self, *names: str, env: dict[str, str], token: str | None = TOKEN) -> None:
         self.port = free_port()
-        full_env = {
-            "PATH": os.environ["PATH"],
-            "HOME": os.environ.get("HOME", "/root"),
-            "WATCHKEEPER_LOG_FORMAT": "json",
-            "WATCHKEEPER_STATE_DIR": tempfile.mkdtemp(prefix="wk-api-"),
+        api_env = {
             "WATCHKEEPER_HTTP_API_LISTEN": f"127.0.0.1:{self.port}",
             **({"WATCHKEEPER_HTTP_API_TOKEN": token} if token else {}),
-            **({"DOCKER_HOST": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ else {}),
             **env,
         }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper", "run", *names],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.raw: list[str] = []
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        super().__init__("run", *names, env=api_env)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.raw.append(line)
-            if line.startswith("{"):
-                self.lines.put(json.loads(line))
-
-    def wait_for(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
-        """Block until the daemon logs ``event`` with ``fields``; fail after ``timeout``."""
-        while True:
-            item = self.lines.get(timeout=timeout)
-            self.seen.append(item)
-            if item["event"] == event and all(item.get(k) == v for k, v in fields.items()):
-                return item
 
     def update(self, token: str | None = TOKEN, **params: Any) -> httpx.Response:
         """``POST /v1/update`` with ``Bearer token`` (none when None)."""
@@ -84,20 +46,10 @@ class ApiDaemon:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return self.http.get(path, headers=headers)
 
-    def stop(self) -> int:
-        """SIGTERM, wait for the exit code, collect every line it wrote."""
+    def stop(self, timeout: float = 60) -> int:
+        """Close the HTTP client, then SIGTERM and collect every line it wrote."""
         self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.reader.join(timeout=10)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return code
-
-    def events(self, *names: str) -> list[dict[str, Any]]:
-        """Every logged event so far (after ``stop``: all), only ``names`` when given."""
-        return [e for e in self.seen if not names or e["event"] in names]
+        return super().stop(timeout)
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

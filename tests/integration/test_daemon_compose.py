@@ -2,69 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
-import queue
 import signal
 import subprocess
-import sys
-import tempfile
-import threading
 from pathlib import Path
-from typing import Any
 
 import docker
 
-from tests.conftest import RUN_ID, TEST_LABEL, ImageFactory, Registry, run_watchkeeper
+from tests.conftest import (
+    RUN_ID,
+    TEST_LABEL,
+    ImageFactory,
+    Registry,
+    WatchkeeperProcess,
+    run_watchkeeper,
+)
 from tests.integration.conftest import FAST, SLEEP, Starter
-
-
-class Daemon:
-    """``watchkeeper run`` in the background; its JSON log lines arrive on a queue."""
-
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        full_env = {
-            "PATH": os.environ["PATH"],
-            "HOME": os.environ.get("HOME", "/root"),
-            "WATCHKEEPER_LOG_FORMAT": "json",
-            "WATCHKEEPER_STATE_DIR": tempfile.mkdtemp(prefix="wk-daemon-"),
-            **env,
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper", "run", *args],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("{"):
-                self.lines.put(json.loads(line))
-
-    def wait_for(self, event: str, timeout: float = 60) -> dict[str, Any]:
-        """Block until the daemon logs ``event``; fail after ``timeout`` seconds."""
-        while True:
-            item = self.lines.get(timeout=timeout)
-            self.seen.append(item)
-            if item["event"] == event:
-                return item
-
-    def stop(self) -> int:
-        """SIGTERM, wait for the exit code, and collect every line it wrote."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.reader.join(timeout=10)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return code
 
 
 def test_daemon_sigterm_during_swap_finishes_it_and_exits_0(
@@ -75,7 +27,9 @@ def test_daemon_sigterm_during_swap_finishes_it_and_exits_0(
     images.build_and_push(tag, SLEEP, marker="v1")
     first, second = start(tag), start(tag)
     images.build_and_push(tag, SLEEP, marker="v2")
-    daemon = Daemon(first.name, second.name, env={**FAST, "WATCHKEEPER_STABILITY_WINDOW": "3s"})
+    daemon = WatchkeeperProcess(
+        "run", first.name, second.name, env={**FAST, "WATCHKEEPER_STABILITY_WINDOW": "3s"}
+    )
     try:
         daemon.wait_for("startup")
         daemon.wait_for("container.started")
@@ -105,7 +59,7 @@ def test_daemon_runs_on_schedule_and_heartbeat_is_healthy(
     container = start(tag)
     state = str(tmp_path / "state")
     env = {**FAST, "WATCHKEEPER_POLL_INTERVAL": "1s", "WATCHKEEPER_STATE_DIR": state}
-    daemon = Daemon(container.name, env=env)
+    daemon = WatchkeeperProcess("run", container.name, env=env)
     try:
         first = daemon.wait_for("run.finished")
         second = daemon.wait_for("run.finished")
