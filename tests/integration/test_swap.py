@@ -412,7 +412,9 @@ def test_swap_dependents_follow_their_new_parent(
     ("fault", "v2_lines", "cause"),
     [
         ("start fails", ('ENTRYPOINT ["/missing-binary"]', SLEEP), "missing-binary"),
-        ("exits after start", ('CMD ["sh", "-c", "sleep 0.3; exit 3"]',), "not running"),
+        # With `unless-stopped` the engine restarts the exited process at once: the gate sees
+        # either the exit or the restart first, and both are the same fault.
+        ("exits after start", ('CMD ["sh", "-c", "sleep 0.3; exit 3"]',), "not running|restarted"),
         ("unhealthy", (SLEEP, "HEALTHCHECK --interval=1s --retries=1 CMD false"), "unhealthy"),
     ],
     ids=["start-fails", "exits", "unhealthy"],
@@ -447,7 +449,7 @@ def test_swap_replacement_fault_restores_old_container(
         pull_and_swap(engine, name, tag, settle_s=2.0)
 
     assert caught.value.restored is True, fault
-    assert cause in str(caught.value)
+    assert re.search(cause, str(caught.value))
     back = engine.inspect_container(name)
     assert back["Id"] == old.id
     assert back["State"]["Running"] is True
