@@ -30,6 +30,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import pytest
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -412,3 +413,16 @@ class WatchkeeperProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.finish(timeout)
+
+
+def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
+    """A labelled bridge network on a random 10.231.x.0/24 subnet (retried on an overlap)."""
+    for _ in range(20):
+        subnet = f"10.231.{uuid.uuid4().int % 250 + 1}.0/24"
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        try:
+            return client.networks.create(name, ipam=ipam, labels=labels)
+        except docker.errors.APIError as exc:
+            if "overlap" not in str(exc).lower():
+                raise
+    raise RuntimeError("no free 10.231.x.0/24 subnet")

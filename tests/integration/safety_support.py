@@ -42,19 +42,6 @@ def unique(marker: str) -> str:
     return f"{marker}-{uuid.uuid4().hex[:8]}"
 
 
-def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
-    """A labelled bridge network on a random 10.232.x.0/24 subnet (retried on an overlap)."""
-    for _ in range(20):
-        subnet = f"10.232.{uuid.uuid4().int % 250 + 1}.0/24"
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
-        try:
-            return client.networks.create(name, ipam=ipam, labels=labels)
-        except docker.errors.APIError as exc:
-            if "overlap" not in str(exc).lower():
-                raise
-    raise RuntimeError("no free 10.232.x.0/24 subnet")
-
-
 def release(pause_dir: Path, step: str) -> None:
     """Let a swap paused at ``step`` (with WATCHKEEPER_TEST_PAUSE_DIR) go on."""
     (pause_dir / step).touch()

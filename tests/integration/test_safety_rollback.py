@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import ImageFactory, Registry, run_watchkeeper
+from tests.conftest import ImageFactory, Registry, create_network, run_watchkeeper
 from tests.integration.conftest import FAST, Starter
 from tests.integration.safety_support import (
     HEALTHY,
@@ -23,7 +23,6 @@ from tests.integration.safety_support import (
     SLEEP,
     assert_service_intact,
     cleanup,  # noqa: F401 (fixture)
-    create_network,
     events_of,
     exec_text,
     leftovers,

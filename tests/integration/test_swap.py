@@ -28,7 +28,7 @@ import docker.errors
 import docker.types
 import pytest
 
-from tests.conftest import ImageFactory, Registry, free_port, run_watchkeeper
+from tests.conftest import ImageFactory, Registry, create_network, free_port, run_watchkeeper
 from tests.integration.conftest import FAST
 from watchkeeper.containers import (
     ASIDE_MARKER,
@@ -136,19 +136,6 @@ def run_once_and_inspect(engine: Engine, name: str) -> tuple[dict[str, Any], dic
     (row,) = result.report()["containers"]
     assert row["state"] == "updated", row
     return before, engine.inspect_container(name)
-
-
-def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
-    """A bridge network on a random 10.231.x.0/24 subnet (retried on an overlap)."""
-    for _ in range(20):
-        subnet = f"10.231.{uuid.uuid4().int % 250 + 1}.0/24"
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
-        try:
-            return client.networks.create(name, ipam=ipam, labels=labels)
-        except docker.errors.APIError as exc:
-            if "overlap" not in str(exc).lower():
-                raise
-    raise RuntimeError("no free 10.231.x.0/24 subnet")
 
 
 def free_udp_port() -> int:
