@@ -97,7 +97,10 @@ class Engine:
         self._api = client.api
         self._timeout = timeout
         self.api_version: str = str(self._api.api_version)
-        self.host_label: str = _host_label(base_url or os.environ.get("DOCKER_HOST"), self.info())
+        info = self.info()
+        self.host_label: str = _host_label(base_url or os.environ.get("DOCKER_HOST"), info)
+        # The engine's own identity (``docker info`` ``ID``): two URLs of one engine share it.
+        self._engine_id = str(info.get("ID") or self.host_label)
 
     @classmethod
     def connect(
@@ -127,6 +130,11 @@ class Engine:
         except EngineError as exc:
             client.close()
             raise EngineUnreachableError(str(exc)) from exc
+
+    @property
+    def engine_id(self) -> str:
+        """The engine's ``docker info`` ``ID`` (its host label when the engine gives none)."""
+        return self._engine_id
 
     def close(self) -> None:
         """Close the HTTP connections; the engine itself is not touched."""
