@@ -171,6 +171,21 @@ class Settings(BaseSettings):
     state_dir: Path = setting(
         None, "small state: failed and notified digests", factory=default_state_dir
     )
+    lock_timeout: Duration = setting(
+        600.0,
+        "how long a run waits while another watchkeeper with the same STATE_DIR works on its "
+        "engine, before it gives up",
+        ge=0,
+    )
+    max_run_time: Duration = setting(
+        3600.0,
+        "a run going on longer than this makes /healthz and healthcheck say unhealthy "
+        "(the run itself goes on)",
+        gt=0,
+    )
+    shutdown_timeout: Duration = setting(
+        90.0, "on SIGTERM, how long the daemon waits for the run in progress before it exits", ge=0
+    )
     sendgrid_api_key: SecretStr | None = setting(
         None, "enables e-mail through SendGrid", "SENDGRID_API_KEY", secret=True
     )
@@ -533,7 +548,8 @@ def _default_text(name: str, info: FieldInfo) -> str:
         return "—"
     if isinstance(default, bool):
         return f"`{str(default).lower()}`"
-    if name in ("poll_interval", "stability_window"):
+    seconds = ("poll_interval", "stability_window", "lock_timeout", "max_run_time")
+    if name in (*seconds, "shutdown_timeout"):
         return f"`{int(default)}s`"
     return f"`{default}`"
 
