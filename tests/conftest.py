@@ -147,8 +147,36 @@ class Registry:
         self.log_path.write_text("")
 
 
-def write_registry_config(root: Path, port: int, htpasswd: Path | None = None) -> Path:
-    """Write a registry config that logs every request and allows deletes."""
+@dataclass(frozen=True)
+class RegistryTls:
+    """TLS for a test registry: its certificate and key (PEM) and, to demand client
+    certificates, the CAs those must chain to (the registry's ``http.tls.clientcas``)."""
+
+    certificate: Path
+    key: Path
+    client_cas: tuple[Path, ...] = ()
+
+    def config(self) -> str:
+        """The ``http.tls`` block of the registry's config."""
+        text = f"  tls:\n    certificate: {self.certificate}\n    key: {self.key}\n"
+        if self.client_cas:
+            text += "    clientcas:\n" + "".join(f"      - {ca}\n" for ca in self.client_cas)
+        return text
+
+
+def write_registry_config(
+    root: Path,
+    port: int,
+    htpasswd: Path | None = None,
+    *,
+    tls: RegistryTls | None = None,
+    storage: Path | None = None,
+) -> Path:
+    """Write a registry config that logs every request and allows deletes.
+
+    ``storage`` lets two registries serve the same images (one plain for the engine's pushes,
+    one with TLS for watchkeeper); it defaults to ``root/data``.
+    """
     auth = ""
     if htpasswd is not None:
         auth = f"auth:\n  htpasswd:\n    realm: watchkeeper-test\n    path: {htpasswd}\n"
@@ -156,18 +184,25 @@ def write_registry_config(root: Path, port: int, htpasswd: Path | None = None) -
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage or root / 'data'}\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n" + (tls.config() if tls else "") + auth
     )
     return config
 
 
-def start_registry(tmp: Path, htpasswd: Path | None = None) -> Registry:
-    """Start a registry on a free port under ``tmp``."""
+def start_registry(
+    tmp: Path,
+    htpasswd: Path | None = None,
+    *,
+    tls: RegistryTls | None = None,
+    storage: Path | None = None,
+) -> Registry:
+    """Start a registry on a free port under ``tmp`` (with TLS, on ``storage``, when given)."""
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
-    reg = Registry(port, tmp, tmp / "access.log", write_registry_config(tmp, port, htpasswd))
+    config = write_registry_config(tmp, port, htpasswd, tls=tls, storage=storage)
+    reg = Registry(port, tmp, tmp / "access.log", config)
     reg.start()
     return reg
 
