@@ -7,6 +7,9 @@
 # base with python3 but no `python` and PEP 668's "externally managed" pip: everything goes into
 # a venv. The builder stage makes the wheels (watchkeeper's and its dependencies'); the runtime
 # stage installs them offline into /opt/venv, so the final image has no compiler and no sources.
+# The dependencies come from requirements.txt, the lock file (`scripts/lock`): exact versions,
+# every file checked against its sha256 (--require-hashes), so two builds of one commit ship the
+# same libraries.
 ARG PYTHON_IMAGE=python:3.12-slim
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -16,14 +19,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 # The build front end lives in a venv of its own (PEP 668 bases refuse a global pip install).
 RUN python3 -m venv /opt/build
+# Dependencies first, from the lock file alone: this layer stays cached until the lock changes,
+# so a source change rebuilds only watchkeeper's own wheel.
+COPY requirements.txt ./
+RUN /opt/build/bin/pip wheel --require-hashes --wheel-dir /wheels/deps -r requirements.txt
 COPY pyproject.toml README.md ./
-# Dependencies first, from pyproject.toml and a stub package: this layer stays cached until the
-# dependencies change, so a source change rebuilds only watchkeeper's own wheel.
-RUN mkdir -p src/watchkeeper \
-    && touch src/watchkeeper/__init__.py \
-    && /opt/build/bin/pip wheel --wheel-dir /wheels/deps . \
-    && rm -rf /wheels/deps/watchkeeper-*.whl src
 COPY src ./src
+# watchkeeper itself without dependencies: they are the locked ones above.
 RUN /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels/app .
 
 FROM ${PYTHON_IMAGE}
