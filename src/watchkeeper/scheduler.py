@@ -3,9 +3,16 @@
 One worker thread performs every run, so two runs never overlap, whoever asked. Triggers do
 not run anything themselves; they ``submit`` to the :class:`RunQueue` and get a future:
 
-- an API request always gets a run of its own that starts after it arrived (CONTRACT §7: a
-  request during a run waits for it, then one more run starts), so two requests sent together
-  make exactly two runs, one after the other;
+- an API request gets a run that starts after it arrived: one is queued behind the run in
+  progress, and every request that comes while that run waits to start joins it and gets its
+  report (``run.joined``). A request joins a waiting run with the same image filter, or an
+  unfiltered one (which covers every image). So two requests sent together make at most two
+  runs, and a thousand make no more;
+- a request whose client hangs up before its run starts takes itself back (``withdraw``): a
+  waiting run nobody wants any more (no other request, no tick joined it) is dropped
+  (``run.withdrawn``);
+- at most ``MAX_QUEUED_API_RUNS`` different runs wait for the API at once (different image
+  filters); one more is refused with :class:`QueueFullError` (the API answers 429);
 - a scheduled trigger that finds a run waiting to start, without an image filter, joins it
   (``run.coalesced``): that run starts after the tick and covers every container. Otherwise it
   is queued (``run.queued`` when a run is going) and runs as soon as the current one ends.
@@ -31,6 +38,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.locks import LockBusyError
 from watchkeeper.report import Report
 from watchkeeper.settings import Settings, cron_trigger
 
@@ -39,6 +47,8 @@ log = structlog.get_logger()
 # Triggers whose intent ("check everything, soon") a waiting unfiltered run already fulfils.
 COALESCING_TRIGGERS = frozenset({"start", "schedule"})
 JOB_ID = "run"
+# Different waiting API runs (different image filters) at most; joining ones do not count.
+MAX_QUEUED_API_RUNS = 16
 
 RunFunction = Callable[[str, tuple[str, ...]], Report]
 AfterRun = Callable[[Report], object]
@@ -48,14 +58,28 @@ class QueueClosedError(WatchkeeperError):
     """The daemon is stopping: the run that was asked for will not start."""
 
 
+class QueueFullError(WatchkeeperError):
+    """Too many different API runs wait already; this one is refused, not queued."""
+
+
 @dataclass
 class RunRequest:
-    """A run waiting in the queue; every trigger that joined it shares ``future``."""
+    """A run waiting in the queue; every trigger that joined it shares ``future``.
+
+    ``requesters`` counts the API requests that wait for it and may withdraw; ``kept`` is set
+    when a trigger that never withdraws (start, schedule) asked for it or joined it.
+    """
 
     trigger: str
     images: tuple[str, ...]
     future: Future[Report] = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
+    requesters: int = 0
+    kept: bool = False
+
+    def covers(self, images: tuple[str, ...]) -> bool:
+        """Whether this run does what a request for ``images`` asks (same filter, or none)."""
+        return not self.images or set(self.images) == set(images)
 
 
 class RunQueue:
@@ -67,6 +91,7 @@ class RunQueue:
         self._cond = threading.Condition()
         self._pending: deque[RunRequest] = deque()
         self._current: RunRequest | None = None
+        self._current_since: float | None = None
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="watchkeeper-runs", daemon=True)
 
@@ -85,6 +110,12 @@ class RunQueue:
         with self._cond:
             return self._current.trigger if self._current else None
 
+    def running_for(self) -> float | None:
+        """Seconds the run in progress has been going on, None when idle."""
+        with self._cond:
+            since = self._current_since
+        return None if since is None else time.monotonic() - since
+
     @property
     def pending(self) -> int:
         """How many runs wait to start."""
@@ -94,18 +125,21 @@ class RunQueue:
     def submit(self, trigger: str, images: Sequence[str] = ()) -> Future[Report]:
         """Ask for a run; the future resolves to its report.
 
-        Raises QueueClosedError when the daemon is stopping.
+        Raises QueueClosedError when the daemon is stopping, QueueFullError when an API
+        request would make one waiting run too many.
         """
         wanted = tuple(images)
+        api = trigger not in COALESCING_TRIGGERS
         with self._cond:
             if self._closed:
                 raise QueueClosedError("watchkeeper is shutting down; no new run starts")
-            if trigger in COALESCING_TRIGGERS and not wanted:
-                for request in self._pending:
-                    if not request.images:
-                        log.info("run.coalesced", trigger=trigger, into=request.trigger)
-                        return request.future
-            request = RunRequest(trigger, wanted)
+            joined = self._join(trigger, wanted, api=api)
+            if joined is not None:
+                return joined.future
+            if api and sum(not r.kept for r in self._pending) >= MAX_QUEUED_API_RUNS:
+                log.warning("run.refused", trigger=trigger, reason="queue full")
+                raise QueueFullError(f"{MAX_QUEUED_API_RUNS} runs wait already; try again later")
+            request = RunRequest(trigger, wanted, requesters=int(api), kept=not api)
             self._pending.append(request)
             if self._current is not None:
                 log.info(
@@ -117,8 +151,45 @@ class RunQueue:
             self._cond.notify_all()
             return request.future
 
-    def close(self, timeout: float | None = None) -> None:
-        """Refuse new runs, fail the waiting ones, and wait for the run in progress."""
+    def _join(self, trigger: str, wanted: tuple[str, ...], *, api: bool) -> RunRequest | None:
+        """The waiting run this request joins (counted in), None when it needs its own.
+
+        A tick joins only an unfiltered run; an API request joins one that covers its images.
+        """
+        for request in self._pending:
+            if api and request.covers(wanted):
+                request.requesters += 1
+                log.info("run.joined", trigger=trigger, into=request.trigger)
+                return request
+            if not api and not wanted and not request.images:
+                request.kept = True
+                log.info("run.coalesced", trigger=trigger, into=request.trigger)
+                return request
+        return None
+
+    def withdraw(self, future: Future[Report]) -> bool:
+        """An API request's client hung up: take its part of a waiting run back.
+
+        The run is dropped (its future cancelled) when nobody else waits for it; a run that
+        started already goes on. Returns True when a run was dropped.
+        """
+        with self._cond:
+            request = next((r for r in self._pending if r.future is future), None)
+            if request is None:
+                return False
+            request.requesters = max(request.requesters - 1, 0)
+            if request.requesters or request.kept:
+                return False
+            self._pending.remove(request)
+        request.future.cancel()
+        log.info("run.withdrawn", trigger=request.trigger, images=list(request.images) or None)
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new runs, fail the waiting ones, and wait for the run in progress.
+
+        Returns False when that run was still going after ``timeout``.
+        """
         with self._cond:
             self._closed = True
             dropped = list(self._pending)
@@ -131,6 +202,7 @@ class RunQueue:
             log.info("run.cancelled", count=len(dropped), reason="shutdown")
         if self._worker.is_alive():
             self._worker.join(timeout)
+        return not self._worker.is_alive()
 
     def _next(self) -> RunRequest | None:
         with self._cond:
@@ -139,6 +211,7 @@ class RunQueue:
             if not self._pending:
                 return None
             self._current = self._pending.popleft()
+            self._current_since = time.monotonic()
             return self._current
 
     def _work(self) -> None:
@@ -148,6 +221,7 @@ class RunQueue:
             finally:
                 with self._cond:
                     self._current = None
+                    self._current_since = None
 
     def _perform(self, request: RunRequest) -> None:
         """One run; an unexpected exception fails its waiters but never the worker.
@@ -158,6 +232,11 @@ class RunQueue:
         waited_for = request.future.set_running_or_notify_cancel()
         try:
             report = self._run(request.trigger, request.images)
+        except LockBusyError as exc:
+            # Not a crash: another watchkeeper is busy (the runner logged it); waiters learn why.
+            if waited_for:
+                request.future.set_exception(exc)
+            return
         except Exception as exc:
             log.exception("run.crashed", trigger=request.trigger, error=str(exc))
             if waited_for:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from watchkeeper.report import Report
-from watchkeeper.scheduler import QueueClosedError, RunQueue
+from watchkeeper.scheduler import MAX_QUEUED_API_RUNS, QueueClosedError, QueueFullError, RunQueue
 
 WAIT_S = 5.0
 
@@ -126,18 +126,116 @@ def test_run_queue_tick_joins_waiting_unfiltered_api_run(queue: RunQueue, runs: 
     assert runs.calls == [("start", ()), ("api", ("nginx",)), ("api", ())]
 
 
-def test_run_queue_api_requests_never_coalesce(queue: RunQueue, runs: FakeRuns) -> None:
-    """Each API request waiting behind a run gets a run of its own."""
+def test_run_queue_api_requests_waiting_join_one_run(queue: RunQueue, runs: FakeRuns) -> None:
+    """API requests that come while a run waits to start join it: one run, one shared report."""
     queue.submit("schedule")
     runs.wait_started()
-    futures = [queue.submit("api") for _ in range(3)]
-    assert len({id(f) for f in futures}) == 3
-    for _ in range(4):
+    futures = [queue.submit("api") for _ in range(50)]
+    assert all(f is futures[0] for f in futures)
+    assert queue.pending == 1
+    for _ in range(2):
         runs.release.release()
-    for future in futures:
-        future.result(WAIT_S)
-    assert [c[0] for c in runs.calls] == ["schedule", "api", "api", "api"]
-    assert runs.max_active == 1
+    assert futures[0].result(WAIT_S).host == "api"
+    assert [c[0] for c in runs.calls] == ["schedule", "api"]
+
+
+def test_run_queue_api_request_joins_waiting_unfiltered_run_not_other_filter(
+    queue: RunQueue, runs: FakeRuns
+) -> None:
+    """A filtered request joins a waiting run of the same images or of all; not another filter."""
+    queue.submit("schedule")
+    runs.wait_started()
+    nginx = queue.submit("api", ["nginx"])
+    assert queue.submit("api", ["nginx"]) is nginx
+    assert queue.submit("api", ["redis"]) is not nginx
+    everything = queue.submit("api")
+    assert queue.submit("api", ["postgres"]) is everything
+    assert queue.pending == 3
+
+
+def test_run_queue_withdrawn_only_requester_drops_waiting_run(
+    queue: RunQueue, runs: FakeRuns
+) -> None:
+    """The only requester of a waiting run hangs up: the run is dropped, never performed."""
+    queue.submit("schedule")
+    runs.wait_started()
+    gone = queue.submit("api")
+    assert queue.withdraw(gone) is True
+    assert gone.cancelled()
+    assert queue.pending == 0
+    runs.release.release()
+    later = queue.submit("api")
+    runs.release.release()
+    later.result(WAIT_S)
+    assert [c[0] for c in runs.calls] == ["schedule", "api"]
+
+
+def test_run_queue_withdraw_of_one_requester_keeps_run_for_the_other(
+    queue: RunQueue, runs: FakeRuns
+) -> None:
+    """Two requests share a waiting run; one hangs up, the other still gets the run."""
+    queue.submit("schedule")
+    runs.wait_started()
+    first = queue.submit("api")
+    second = queue.submit("api")
+    assert queue.withdraw(first) is False
+    assert queue.pending == 1
+    for _ in range(2):
+        runs.release.release()
+    assert second.result(WAIT_S).host == "api"
+
+
+def test_run_queue_withdraw_keeps_run_a_tick_joined(queue: RunQueue, runs: FakeRuns) -> None:
+    """A waiting API run that a scheduled tick joined stays when its requester hangs up."""
+    queue.submit("start")
+    runs.wait_started()
+    api = queue.submit("api")
+    assert queue.submit("schedule") is api
+    assert queue.withdraw(api) is False
+    for _ in range(2):
+        runs.release.release()
+    assert api.result(WAIT_S).host == "api"
+
+
+def test_run_queue_withdraw_after_run_started_changes_nothing(
+    queue: RunQueue, runs: FakeRuns
+) -> None:
+    """Hanging up once the run has started does not stop it."""
+    started = queue.submit("api")
+    runs.wait_started()
+    assert queue.withdraw(started) is False
+    runs.release.release()
+    assert started.result(WAIT_S).host == "api"
+
+
+def test_run_queue_too_many_different_api_runs_refused(queue: RunQueue, runs: FakeRuns) -> None:
+    """Different filters queue up to the bound; one more is refused, a joining one is not."""
+    queue.submit("schedule")
+    runs.wait_started()
+    for index in range(MAX_QUEUED_API_RUNS):
+        queue.submit("api", [f"image-{index}"])
+    with pytest.raises(QueueFullError):
+        queue.submit("api", ["one-too-many"])
+    assert queue.submit("api", ["image-0"]) is not None
+    assert queue.pending == MAX_QUEUED_API_RUNS
+    queue.submit("schedule")
+    assert queue.pending == MAX_QUEUED_API_RUNS + 1
+
+
+def test_run_queue_running_for_counts_the_run_in_progress(queue: RunQueue, runs: FakeRuns) -> None:
+    """``running_for`` is None when idle and the run's age while one goes."""
+    assert queue.running_for() is None
+    future = queue.submit("api")
+    runs.wait_started()
+    age = queue.running_for()
+    assert age is not None
+    assert 0 <= age < WAIT_S
+    runs.release.release()
+    future.result(WAIT_S)
+    deadline = time.monotonic() + WAIT_S
+    while queue.running_for() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.running_for() is None
 
 
 def test_run_queue_crashing_run_fails_its_waiter_and_worker_goes_on(

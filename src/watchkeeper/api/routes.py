@@ -17,14 +17,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from watchkeeper import __version__
 from watchkeeper.api.schemas import ErrorBody, Health, RunReport, Status
+from watchkeeper.locks import LockBusyError
 from watchkeeper.metrics import CONTENT_TYPE
 from watchkeeper.registry.reference import parse_reference
 from watchkeeper.report import Report
-from watchkeeper.scheduler import QueueClosedError
+from watchkeeper.scheduler import QueueClosedError, QueueFullError
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"}
@@ -46,14 +48,16 @@ class DaemonStatus:
 class ApiBackend:
     """What the API needs from the daemon; tests give it stubs.
 
-    ``metrics`` None turns ``/v1/metrics`` off; ``update_enabled`` False turns ``/v1/update``
-    off (HTTP_API_METRICS, HTTP_API_UPDATE).
+    ``withdraw`` takes back the part of a waiting run that a request whose client hung up
+    had asked for. ``metrics`` None turns ``/v1/metrics`` off; ``update_enabled`` False turns
+    ``/v1/update`` off (HTTP_API_METRICS, HTTP_API_UPDATE).
     """
 
     token: str
     submit: Callable[[str, Sequence[str]], Future[Report]]
     status: Callable[[], DaemonStatus]
     alive: Callable[[], bool]
+    withdraw: Callable[[Future[Report]], bool] = lambda future: False
     metrics: Callable[[], bytes] | None = None
     update_enabled: bool = True
 
@@ -142,21 +146,34 @@ def add_update_routes(router: APIRouter, backend: ApiBackend, secured: list[Any]
     responses: dict[int | str, dict[str, Any]] = {
         **UNAUTHORIZED,
         422: {"model": ErrorBody, "description": "an image filter is not a reference"},
-        503: {"model": ErrorBody, "description": "the daemon is stopping"},
+        429: {"model": ErrorBody, "description": "too many different runs wait already"},
+        503: {
+            "model": ErrorBody,
+            "description": "the daemon is stopping, or another watchkeeper kept the engine busy",
+        },
     }
 
-    async def update(image: ImageFilter = None) -> dict[str, Any]:
+    async def update(request: Request, image: ImageFilter = None) -> Any:
         """Run a check-and-update now and answer its report when it ends.
 
-        A request that arrives during a run waits for it, then gets a run of its own.
+        A request that arrives during a run gets the next run; requests that arrive while that
+        one waits to start join it. A client that hangs up before its run starts takes it back.
         """
         filters = parse_image_filters(image or [])
         try:
             future = backend.submit("api", filters)
-            # shield: a client that goes away must not cancel a run others may wait for.
-            report = await asyncio.shield(asyncio.wrap_future(future))
         except QueueClosedError as exc:
             raise HTTPException(503, str(exc)) from None
+        except QueueFullError as exc:
+            raise HTTPException(429, str(exc), {"Retry-After": "60"}) from None
+        try:
+            report = await report_unless_hung_up(request, future)
+        except (QueueClosedError, LockBusyError) as exc:
+            raise HTTPException(503, str(exc)) from None
+        if report is None:
+            backend.withdraw(future)
+            # Nobody reads this answer: the client is gone (499, as nginx logs it).
+            return JSONResponse({"detail": "client closed the request"}, status_code=499)
         return report.to_dict()
 
     router.add_api_route(
@@ -175,6 +192,34 @@ def add_update_routes(router: APIRouter, backend: ApiBackend, secured: list[Any]
         dependencies=secured,
         include_in_schema=False,
     )
+
+
+async def report_unless_hung_up(request: Request, future: Future[Report]) -> Report | None:
+    """The run's report, or None as soon as the client hangs up before it is there.
+
+    Raises what the run raised (QueueClosedError, LockBusyError, a crash).
+    """
+    # shield: the run is shared with other requests and ticks; only ``withdraw`` gives it up.
+    waiting: asyncio.Future[Report] = asyncio.ensure_future(
+        asyncio.shield(asyncio.wrap_future(future))
+    )
+    hung_up: asyncio.Future[None] = asyncio.ensure_future(client_hung_up(request))
+    both: list[asyncio.Future[Any]] = [waiting, hung_up]
+    done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+    for task in both:
+        if task not in done:
+            task.cancel()
+    if waiting in done:
+        return waiting.result()
+    return None
+
+
+async def client_hung_up(request: Request) -> None:
+    """Return when the ASGI server says the client went away (``http.disconnect``)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 def add_metrics_route(router: APIRouter, render: Callable[[], bytes], secured: list[Any]) -> None:
