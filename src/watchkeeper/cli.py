@@ -1,8 +1,10 @@
 """The command line: argv and environment -> Settings -> a command; the only place that exits.
 
-Exit codes (CONTRACT §2): 0 good; 1 an update failed or was rolled back (``run --once``), a
-registry could not be asked (``check``), a channel failed (``notify``); 2 bad configuration;
-3 the Docker engine cannot be reached. For 2 and 3 nothing has been touched.
+Exit codes (README, "Other commands"): 0 good; 1 an update failed or was rolled back
+(``run --once``), a registry could not be asked (``check``), a channel failed (``notify``),
+another watchkeeper kept an engine busy for LOCK_TIMEOUT (``run --once``: nothing touched);
+2 bad configuration; 3 the Docker engine cannot be reached (for 2 and 3 nothing has been
+touched); 128 + N when signal N stopped ``run --once`` (143 SIGTERM, 130 SIGINT).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 
 from watchkeeper import __version__
 from watchkeeper.errors import ConfigError, EngineUnreachableError
+from watchkeeper.locks import LockBusyError
 from watchkeeper.logs import configure_logging
 from watchkeeper.settings import Settings, load_settings
 
@@ -117,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("engine.unreachable", error=str(exc))
         print(f"watchkeeper: cannot reach the Docker engine: {exc}", file=sys.stderr)
         return 3
+    except LockBusyError as exc:
+        print(f"watchkeeper: {exc}; nothing was touched", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # Only before the signal handlers are in place (connecting): nothing was touched.
+        return 130
 
 
 def dispatch_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,7 +15,6 @@ import httpx
 import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
-from watchkeeper.actions.recover import prepare_services
 from watchkeeper.actions.select import select_containers
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
@@ -23,8 +22,10 @@ from watchkeeper.daemon import (
     build_services,
     heartbeat_age,
     serve,
+    shutdown_signals,
 )
 from watchkeeper.errors import ConfigError
+from watchkeeper.locks import LockBusyError
 from watchkeeper.notify.channels import build_notifiers
 from watchkeeper.notify.render import render_plain
 from watchkeeper.notify.service import Notifications
@@ -34,22 +35,41 @@ log = structlog.get_logger()
 
 
 def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
-    """One full run; exit 1 when an update failed or was rolled back."""
+    """One full run; exit 1 when an update failed or was rolled back.
+
+    SIGTERM/SIGINT let the swap in progress finish or roll back and start no other, then the
+    command exits 128 + the signal (143, 130). The engine locks are held from the startup
+    recovery to the end of the run. Raises LockBusyError when another watchkeeper kept an
+    engine busy for LOCK_TIMEOUT (nothing touched).
+    """
     services = build_services(settings)
-    prepare_services(services, names)
-    runner = Runner(services, names)
-    report = runner.perform_run("once")
-    if as_json:
-        print(json.dumps(report.to_dict()))
+    with shutdown_signals(services.stop) as signals:
+        runner = Runner(services, names)
+        try:
+            report = runner.perform_run("once")
+        except LockBusyError:
+            if signals.received is None:
+                raise
+            report = None
+        if report is not None and as_json:
+            print(json.dumps(report.to_dict()))
+        if signals.received is not None:
+            log.warning("shutdown", reason="signal", signal=signals.name)
+            return signals.exit_code
+    assert report is not None
     return 1 if report.has_failures else 0
 
 
 def daemon(settings: Settings, names: Sequence[str]) -> int:
-    """The long-running daemon; 0 after a clean stop."""
+    """The long-running daemon; 0 after a clean stop, 1 when it left a run unfinished."""
     services = build_services(settings)
-    prepare_services(services, names)
-    runner = Runner(services, names)
-    return serve(runner)
+    with shutdown_signals(services.stop):
+        runner = Runner(services, names)
+        try:
+            runner.recover()
+        except LockBusyError as exc:
+            log.warning("recovery.deferred", reason=str(exc), pid=exc.holder)
+        return serve(runner)
 
 
 def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:

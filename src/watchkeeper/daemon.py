@@ -2,28 +2,38 @@
 
 Every trigger (the schedule, the start run, the HTTP API) goes through one
 :class:`~watchkeeper.scheduler.RunQueue`, whose single worker performs the runs, so two runs
-never overlap; the Runner's lock also guards ``run --once``. Summaries are queued for the
-notification thread (``notify.service``), so a slow channel never delays the next run.
-SIGTERM/SIGINT set the stop flag: the swap in progress finishes, no new container is touched,
-waiting runs are dropped, queued summaries are sent (bounded wait), and the process exits 0.
+never overlap; the Runner's lock also guards ``run --once``. Startup recovery and every run
+hold the engine locks (``locks.py``), so another watchkeeper sharing STATE_DIR never repairs a
+swap this one is doing. Summaries are queued for the notification thread (``notify.service``),
+so a slow channel never delays the next run.
+
+SIGTERM/SIGINT set the stop flag (:class:`ShutdownSignals`, for the daemon and ``run --once``
+alike, so no KeyboardInterrupt cuts a swap or its rollback short): the swap in progress
+finishes, no new container is touched, waiting runs are dropped, queued summaries are sent
+(bounded wait). The daemon waits SHUTDOWN_TIMEOUT at most for the run in progress, then exits
+anyway (``shutdown.abandoned``; the next start repairs a swap it left). A run going on longer
+than MAX_RUN_TIME (a hook that never returns) makes the daemon unhealthy (``run.overdue``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from watchkeeper import __version__
+from watchkeeper.actions.recover import prepare_services
 from watchkeeper.actions.run import Services, run_once
 from watchkeeper.api import ApiBackend, ApiServer, DaemonStatus, create_app
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import ConfigError
+from watchkeeper.locks import LockBusyError, engine_locks
 from watchkeeper.metrics import Metrics
 from watchkeeper.notify.service import Notifications
 from watchkeeper.registry.auth import CredentialStore
@@ -49,10 +59,14 @@ def build_services(settings: Settings) -> Services:
     credentials = CredentialStore.load(
         repo_user=settings.repo_user,
         repo_pass=settings.repo_pass.get_secret_value() if settings.repo_pass else None,
+        repo_hosts=settings.repo_host,
     )
-    insecure = InsecurePolicy.from_engine_info(engines[0].info())
+    insecure = InsecurePolicy.from_engines_info(engine.info() for engine in engines)
     registry = RegistryClient(
-        credentials, insecure=insecure, concurrency=settings.registry_concurrency
+        credentials,
+        insecure=insecure,
+        concurrency=settings.registry_concurrency,
+        certs_dir=settings.registry_certs_dir,
     )
     return Services(settings=settings, engines=engines, registry=registry, credentials=credentials)
 
@@ -76,13 +90,42 @@ class Runner:
         self.lock = threading.Lock()
         self.last_report: Report | None = None
         self.metrics = metrics
+        self.engine_locks = engine_locks(services.settings.state_dir, services.engines)
+        self._recovery_due = True
+
+    def recover(self) -> None:
+        """Startup recovery under the engine locks, waiting LOCK_TIMEOUT at most for them.
+
+        Raises LockBusyError when another watchkeeper keeps them; the recovery is then still
+        due and the next run that gets the locks does it first.
+        """
+        with self._locks_held():
+            self._recover_if_due()
+
+    def _recover_if_due(self) -> None:
+        if self._recovery_due:
+            prepare_services(self.services, self.names)
+            self._recovery_due = False
+
+    def _locks_held(self) -> contextlib.AbstractContextManager[None]:
+        settings = self.services.settings
+        return self.engine_locks.held(settings.lock_timeout, self.services.stop)
 
     def execute(self, trigger: str, images: Sequence[str] = ()) -> Report:
-        """Run once under the run lock and record it; no summary. Returns the report."""
+        """Run once under the run lock and the engine locks and record it; no summary.
+
+        Returns the report. Raises LockBusyError (``run.skipped``) when another watchkeeper
+        kept an engine busy for LOCK_TIMEOUT: nothing was touched.
+        """
         with self.lock:
             started = time.monotonic()
             try:
-                report = run_once(self.services, self.names, trigger=trigger, images=images)
+                with self._locks_held():
+                    self._recover_if_due()
+                    report = run_once(self.services, self.names, trigger=trigger, images=images)
+            except LockBusyError as exc:
+                log.warning("run.skipped", trigger=trigger, reason=str(exc), pid=exc.holder)
+                raise
             except Exception:
                 if self.metrics is not None:
                     self.metrics.record_crash(trigger, time.monotonic() - started)
@@ -143,6 +186,7 @@ class Daemon:
         self.metrics.watch_queue(lambda: self.queue.running is not None, lambda: self.queue.pending)
         self.schedule = Schedule(self.settings, self.queue)
         self.api = self._build_api() if self.settings.http_api_token is not None else None
+        self._overdue_logged: float | None = None
 
     def _build_api(self) -> ApiServer:
         """Bind the API socket now. Raises ConfigError naming HTTP_API_LISTEN when it cannot."""
@@ -158,6 +202,7 @@ class Daemon:
         backend = ApiBackend(
             token=self.settings.http_api_token.get_secret_value(),
             submit=self.queue.submit,
+            withdraw=self.queue.withdraw,
             status=self.status,
             alive=self.alive,
             metrics=self.metrics.render if self.settings.http_api_metrics else None,
@@ -166,8 +211,25 @@ class Daemon:
         return ApiServer(create_app(backend), sock)
 
     def alive(self) -> bool:
-        """True while the scheduler and the run worker are running (``/healthz``)."""
-        return self.schedule.alive and self.queue.alive
+        """True while the scheduler and the run worker run and no run is overdue (``/healthz``)."""
+        return self.schedule.alive and self.queue.alive and not self.run_overdue()
+
+    def run_overdue(self) -> bool:
+        """True while the run in progress has gone on longer than MAX_RUN_TIME (logged once)."""
+        running_for = self.queue.running_for()
+        limit = self.settings.max_run_time
+        if running_for is None or running_for <= limit:
+            return False
+        started = time.monotonic() - running_for
+        if self._overdue_logged != started:
+            self._overdue_logged = started
+            log.error(
+                "run.overdue",
+                trigger=self.queue.running,
+                running_for_s=round(running_for, 1),
+                max_run_time_s=limit,
+            )
+        return True
 
     def status(self) -> DaemonStatus:
         """What ``GET /v1/status`` shows."""
@@ -201,23 +263,42 @@ class Daemon:
         if self.settings.run_on_start:
             self.queue.submit("start")
 
-    def stop(self) -> None:
-        """Stop ticking, drop waiting runs, let the current run finish, then stop the API."""
-        log.info("shutdown", reason="signal", waiting_for_run=self.queue.running is not None)
+    def stop(self) -> bool:
+        """Stop ticking, drop waiting runs, let the current run finish, then stop the API.
+
+        The current run gets SHUTDOWN_TIMEOUT; after that the daemon stops anyway and says
+        what it left (``shutdown.abandoned``). Returns False then, True after a clean stop.
+        """
+        running = self.queue.running
+        log.info("shutdown", reason="signal", waiting_for_run=running is not None)
         self.schedule.shutdown()
-        self.queue.close()
+        limit = self.settings.shutdown_timeout
+        finished = self.queue.close(timeout=limit)
+        if not finished:
+            running_for = self.queue.running_for()
+            log.error(
+                "shutdown.abandoned",
+                trigger=self.queue.running,
+                running_for_s=round(running_for, 1) if running_for is not None else None,
+                shutdown_timeout_s=limit,
+                left="the run in progress; the next start repairs a swap it interrupted",
+            )
         if self.api is not None:
             self.api.stop()
         self.runner.close_notifications()
+        return finished
 
 
 def serve(runner: Runner) -> int:
-    """Run the daemon until SIGTERM/SIGINT; returns the exit code (0 after a clean stop).
+    """Run the daemon until the stop flag is set (SIGTERM/SIGINT); returns the exit code.
 
-    Raises ConfigError when the API cannot listen on HTTP_API_LISTEN (before anything starts).
+    0 after a clean stop, 1 when the run in progress had to be abandoned. Raises ConfigError
+    when the API cannot listen on HTTP_API_LISTEN (before anything starts).
     """
     stop = runner.services.stop
-    install_signal_handlers(stop)
+    if stop.is_set():
+        log.info("shutdown", reason="signal", waiting_for_run=False)
+        return 0
     daemon = Daemon(runner)
     daemon.start()
     state_dir = runner.services.settings.state_dir
@@ -226,18 +307,58 @@ def serve(runner: Runner) -> int:
             write_heartbeat(state_dir)
         if stop.wait(HEARTBEAT_EVERY_S):
             break
-    daemon.stop()
-    return 0
+    return 0 if daemon.stop() else 1
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT ask for a clean stop instead of killing a swap halfway."""
+class ShutdownSignals:
+    """SIGTERM and SIGINT ask for a clean stop (set ``stop``) instead of killing a swap halfway.
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    With these installed Ctrl-C raises no KeyboardInterrupt, so nothing can jump over a
+    rollback. ``exit_code`` is the shell's convention for the first signal: 128 + its number.
+    """
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        """Take over SIGTERM and SIGINT (main thread only)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Give the signals back to whoever had them."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # No logging here: a handler that writes could interrupt a write to the same stream.
+        if self.received is None:
+            self.received = signum
+        self.stop.set()
+
+    @property
+    def name(self) -> str | None:
+        """SIGTERM or SIGINT once one came, else None."""
+        return signal.Signals(self.received).name if self.received is not None else None
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number (143 for SIGTERM, 130 for SIGINT)."""
+        return 128 + (self.received or 0)
+
+
+@contextlib.contextmanager
+def shutdown_signals(stop: threading.Event) -> Iterator[ShutdownSignals]:
+    """SIGTERM/SIGINT set ``stop`` inside the block; the previous handlers come back after."""
+    signals = ShutdownSignals(stop)
+    signals.install()
+    try:
+        yield signals
+    finally:
+        signals.restore()
 
 
 def write_heartbeat(state_dir: Path) -> None:
