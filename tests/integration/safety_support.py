@@ -23,7 +23,7 @@ import docker.types
 import pytest
 
 from tests.conftest import WatchkeeperProcess
-from watchkeeper.containers.swap import ASIDE_MARKER, FAILED_MARKER
+from watchkeeper.containers.moves import read_mark
 
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 # A PID 1 that ends on SIGTERM (a bare ``sleep`` as PID 1 ignores it).
@@ -65,13 +65,10 @@ def cleanup(docker_client: docker.DockerClient, name_prefix: str) -> Iterator[No
 
 
 def leftovers(client: docker.DockerClient, name: str) -> list[str]:
-    """Names of containers set aside or failed for ``name`` that are still there."""
+    """Names of containers a swap of ``name`` marked (aside, done, held, temporary, failed)."""
     found = client.containers.list(all=True, filters={"name": name})
-    return [
-        c.name
-        for c in found
-        if c.name.startswith(name + ASIDE_MARKER) or c.name.startswith(name + FAILED_MARKER)
-    ]
+    marks = ((c.name, read_mark(c.name)) for c in found)
+    return [found_name for found_name, mark in marks if mark is not None and mark.name == name]
 
 
 def exec_text(client: docker.DockerClient, name: str, *cmd: str) -> str:

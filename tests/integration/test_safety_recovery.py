@@ -11,6 +11,7 @@ intact and nothing set aside.
 from __future__ import annotations
 
 import docker
+import docker.errors
 import pytest
 
 from tests.conftest import ImageFactory, Registry, run_watchkeeper
@@ -25,20 +26,30 @@ from tests.integration.safety_support import (
     leftovers,
     unique,
 )
+from watchkeeper.containers.moves import read_mark
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE
-from watchkeeper.containers.swap import ASIDE_MARKER
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
 
 
 @pytest.mark.parametrize(
-    ("step", "old_running_at_kill", "replacement_state", "repair"),
+    ("step", "marked_roles", "holder", "repair"),
     [
-        ("renamed", True, None, "undone"),
-        ("stopped", False, "created", "undone"),
-        ("health_wait", False, "running", "finished"),
+        ("created", {"next"}, "old-running", "undone"),
+        ("stopped", {"next"}, "old-exited", "undone"),
+        ("aside", {"next", "old"}, None, "undone"),
+        ("renamed", {"old"}, "new-created", "undone"),
+        ("health_wait", {"old"}, "new-running", "finished"),
+        ("done", {"done"}, "new-running", "finished"),
     ],
-    ids=["after-rename", "created-not-started", "waiting-for-health"],
+    ids=[
+        "replacement-created",
+        "old-stopped",
+        "old-aside",
+        "replacement-renamed",
+        "waiting-for-health",
+        "old-marked-done",
+    ],
 )
 def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
     registry: Registry,
@@ -46,8 +57,8 @@ def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
     docker_client: docker.DockerClient,
     start: Starter,
     step: str,
-    old_running_at_kill: bool,
-    replacement_state: str | None,
+    marked_roles: set[str],
+    holder: str | None,
     repair: str,
 ) -> None:
     """SIGKILL at a named step; the next start repairs the swap; v1 or v2 runs, data intact."""
@@ -62,14 +73,9 @@ def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
     finally:
         killed.kill()
 
-    aside = docker_client.api.inspect_container(f"{old.name}{ASIDE_MARKER}{old.id[:8]}")
-    assert aside["State"]["Running"] is old_running_at_kill
-    holder = docker_client.containers.list(all=True, filters={"name": old.name})
-    by_name = {c.name: c for c in holder}
-    if replacement_state is None:
-        assert old.name not in by_name
-    else:
-        assert by_name[old.name].status == replacement_state
+    marks = [read_mark(name) for name in leftovers(docker_client, old.name)]
+    assert {m.role for m in marks if m is not None} == marked_roles
+    assert _holder_state(docker_client, old.name, old.id) == holder
 
     result = run_watchkeeper("run", "--once", "--json", old.name, env=FAST)
 
@@ -84,5 +90,16 @@ def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
     v2 = docker_client.images.get(tag).id
     assert attrs["Image"] in (old.attrs["Image"], v2)
     assert leftovers(docker_client, old.name) == []
+    assert not [k for k in attrs["Config"]["Labels"] if k.startswith("watchkeeper.swap.")]
     (row,) = result.report()["containers"]
     assert row["state"] == ("fresh" if repair == "finished" else "updated")
+
+
+def _holder_state(client: docker.DockerClient, name: str, old_id: str) -> str | None:
+    """Who holds the service's name at the kill: ``old-``/``new-`` plus its state, or None."""
+    try:
+        attrs = client.api.inspect_container(name)
+    except docker.errors.NotFound:
+        return None
+    who = "old" if attrs["Id"] == old_id else "new"
+    return f"{who}-{'running' if attrs['State']['Running'] else attrs['State']['Status']}"

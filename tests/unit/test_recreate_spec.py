@@ -19,8 +19,6 @@ import pytest
 from watchkeeper.containers.order import find_dependents
 from watchkeeper.containers.recreate import (
     COMPOSE_IMAGE_LABEL,
-    PREVIOUS_ID_LABEL,
-    PREVIOUS_IMAGE_LABEL,
     CreateSpec,
     build_create_spec,
 )
@@ -84,13 +82,22 @@ def test_spec_labels_of_old_image_dropped_user_labels_kept(api_version: str) -> 
     assert "org.example.image" not in labels  # same key and value as the old image
 
 
-def test_spec_previous_labels_name_old_container_and_image(api_version: str) -> None:
-    """The replacement carries its predecessor's container and image IDs for recovery."""
+def test_spec_labels_carry_no_swap_bookkeeping(api_version: str) -> None:
+    """The replacement's labels are the user's own: no ``watchkeeper.swap.*`` label is added,
+    and those an older version left on the container are dropped."""
     data = record(api_version)
     old = data["containers"]["full"]
-    labels = spec_of("full", api_version).body["Labels"]
-    assert labels[PREVIOUS_ID_LABEL] == old["Id"]
-    assert labels[PREVIOUS_IMAGE_LABEL] == old["Image"] == data["old_image"]["Id"]
+    legacy = {**old["Config"]["Labels"], "watchkeeper.swap.previous-id": "0" * 64}
+    container = {**old, "Config": {**old["Config"], "Labels": legacy}}
+    spec = build_create_spec(
+        container,
+        data["old_image"],
+        data["new_image"],
+        api_version=api_version,
+        names_by_id={},
+    )
+    assert not [key for key in spec.body["Labels"] if key.startswith("watchkeeper.swap.")]
+    assert spec.body["Labels"]["user"] == "1"
 
 
 def test_spec_compose_image_label_points_to_new_image(api_version: str) -> None:
@@ -429,3 +436,4 @@ def test_dependents_of_parent_are_namespace_and_link_children(api_version: str) 
 def test_aside_name_marks_old_container_with_id_prefix() -> None:
     """The aside name is recognisable and names the old container's ID."""
     assert aside_name("/web", "0123456789abcdef") == "web-wk-old-01234567"
+    assert aside_name("/web", "0123456789abcdef", "fedcba98765") == "web-wk-old-01234567-fedcba98"

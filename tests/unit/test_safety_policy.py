@@ -18,9 +18,13 @@ from watchkeeper.actions.policy import (
     no_pull,
     rollback_enabled,
 )
+from watchkeeper.containers.moves import Gate, held_name, next_name
 from watchkeeper.containers.ready import MAX_HEALTH_TIMEOUT_S, derived_health_timeout
-from watchkeeper.containers.recovery import find_half_done_swaps
-from watchkeeper.containers.recreate import PREVIOUS_ID_LABEL, PREVIOUS_RUNNING_LABEL
+from watchkeeper.containers.recovery import (
+    PREVIOUS_ID_LABEL,
+    PREVIOUS_RUNNING_LABEL,
+    find_units,
+)
 from watchkeeper.containers.swap import aside_name, failed_name, stop_timeout_for
 from watchkeeper.settings import load_settings
 
@@ -123,22 +127,44 @@ def test_move_revive_starts_a_stopped_container_only_when_asked() -> None:
     assert move_for(settings, inspect(), revive=True).should_start is True
 
 
-def test_recovery_finds_aside_and_failed_replacements_by_name_and_label() -> None:
-    """An aside old container pairs with its replacement; a -wk-new- one with its old one."""
+def _gate(_: dict[str, Any]) -> Gate:
+    return Gate(settle_s=1.0, health_timeout_s=None, stop_timeout_s=2.0)
+
+
+def test_recovery_finds_every_marked_container_by_name_alone() -> None:
+    """Temporary, aside and held names tie old containers to replacements without labels."""
+    old_a = inspect(aside_name("api", "1" * 64, "2" * 64), "1" * 64, running=False)
+    new_a = inspect("api", "2" * 64)
+    old_b = inspect("db", "3" * 64, running=True)
+    next_b = inspect(next_name("db", "3" * 64), "4" * 64, running=False)
+    held = inspect(held_name("worker", "5" * 64), "5" * 64, running=False)
+    lonely = inspect(aside_name("cache", "6" * 64), "6" * 64)
+    impostor = inspect("x-wk-old-99999999", "7" * 64)  # the ID part is not its own
+    plain = inspect("web", "8" * 64)
+
+    units = find_units([old_a, new_a, old_b, next_b, held, lonely, impostor, plain], _gate)
+
+    assert [(u.name, u.old_id, u.new_id, u.held) for u in units] == [
+        ("api", "1" * 64, "2" * 64, False),
+        ("cache", "6" * 64, None, False),
+        ("db", "3" * 64, "4" * 64, False),
+        ("worker", "5" * 64, None, True),
+    ]
+    assert [u.ran for u in units] == [False, True, True, True]  # cache: never stopped
+
+
+def test_recovery_reads_swaps_an_older_version_left_by_their_labels() -> None:
+    """An aside without the replacement's ID pairs through the old bookkeeping label."""
     old_a = inspect(aside_name("api", "1" * 64), "1" * 64, running=False)
     new_a = inspect(
         "api", "2" * 64, labels={PREVIOUS_ID_LABEL: "1" * 64, PREVIOUS_RUNNING_LABEL: "true"}
     )
     old_b = inspect("db", "3" * 64, running=True)
     failed_b = inspect(failed_name("db", "4" * 64), "4" * 64, labels={PREVIOUS_ID_LABEL: "3" * 64})
-    lonely = inspect(aside_name("cache", "5" * 64), "5" * 64)
-    finished = inspect("web", "6" * 64, labels={PREVIOUS_ID_LABEL: "0" * 64})
-    impostor = inspect("x-wk-old-99999999", "7" * 64)  # the ID part is not its own
 
-    swaps = find_half_done_swaps([old_a, new_a, old_b, failed_b, lonely, finished, impostor])
+    units = find_units([old_a, new_a, old_b, failed_b], _gate)
 
-    assert [(s.name, s.old_id, s.replacement_id) for s in swaps] == [
-        ("api", "1" * 64, "2" * 64),
-        ("cache", "5" * 64, None),
-        ("db", "3" * 64, "4" * 64),
+    assert [(u.name, u.old_id, u.new_id, u.ran) for u in units] == [
+        ("api", "1" * 64, "2" * 64, True),
+        ("db", "3" * 64, "4" * 64, True),
     ]

@@ -19,8 +19,7 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.containers.moves import Move, stop_timeout_for
-from watchkeeper.containers.recovery import Gate
+from watchkeeper.containers.moves import Gate, Move, stop_timeout_for
 from watchkeeper.labels import container_name, read_bool_label, read_label
 from watchkeeper.settings import Settings, parse_duration
 
@@ -95,4 +94,5 @@ def gate_for(settings: Settings, container: dict[str, Any]) -> Gate:
         settle_s=settings.stability_window,
         health_timeout_s=health_timeout(settings, container),
         stop_timeout_s=stop_timeout_for(settings.stop_timeout, container),
+        stop_signal=read_label(container, "stop-signal") or None,
     )

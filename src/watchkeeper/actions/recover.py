@@ -1,18 +1,21 @@
-"""Startup recovery (CONTRACT §6): before the first run, repair every swap a crash left behind.
+"""Startup recovery: before the first run, repair every swap a crash left behind.
 
 ``run --once`` and the daemon call :func:`prepare_services` right after connecting, which runs
-:func:`recover_swaps` for each engine.
-Only swaps of containers this watchkeeper would watch are touched (the same names, labels and
-scope as a run), so two instances with different scopes on one engine never repair each other's
-swaps in progress. Each repair is logged as ``recovery.swap_finished`` or
-``recovery.swap_undone``; a repair that fails is ``recovery.failed`` and is tried again at the
-next start. One ``recovery.checked`` line per engine closes the pass.
+:func:`recover_swaps` for each engine. Interrupted swaps are repaired a group at a time
+(:func:`containers.recovery.repair_group`: parents before dependents, the whole group finished
+or the whole group undone), and every container of a group is repaired, watched or not: a
+dependent that this watchkeeper does not watch was still stopped or recreated by its swap. A
+group none of whose containers this watchkeeper watches (names, labels, scope) is another
+instance's and is left alone. Each repaired container is logged as ``recovery.swap_finished``
+or ``recovery.swap_undone``; a group that cannot be repaired is ``recovery.failed`` and is
+tried again at the next start. One ``recovery.checked`` line per engine closes the pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
@@ -20,7 +23,7 @@ from watchkeeper.actions.policy import gate_for
 from watchkeeper.actions.run import Services
 from watchkeeper.actions.select import select_containers
 from watchkeeper.containers.engine import Engine
-from watchkeeper.containers.recovery import HalfDoneSwap, find_half_done_swaps, repair_swap
+from watchkeeper.containers.recovery import Unit, find_units, group_units, repair_group
 from watchkeeper.errors import EngineError
 from watchkeeper.settings import Settings
 from watchkeeper.state import StateStore
@@ -49,15 +52,18 @@ def prepare_services(services: Services, names: Sequence[str] = ()) -> None:
 def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ()) -> list[Recovery]:
     """Finish or undo every interrupted swap on ``engine``; never raises."""
     try:
-        swaps = find_half_done_swaps(engine.list_containers(all=True))
+        units = find_units(engine.list_containers(all=True), partial(gate_for, settings))
     except EngineError as exc:
         log.error("recovery.failed", engine=engine.host_label, error=str(exc))
         return []
-    done = [_repair(engine, settings, swap) for swap in swaps if _watched(swap, settings, names)]
+    done: list[Recovery] = []
+    for group in group_units(units):
+        if any(_watched(unit, settings, names) for unit in group):
+            done += _repair(engine, group)
     log.info(
         "recovery.checked",
         engine=engine.host_label,
-        found=len(swaps),
+        found=len(units),
         finished=sum(r.action == "finished" for r in done),
         undone=sum(r.action == "undone" for r in done),
         failed=sum(r.action == "failed" for r in done),
@@ -65,31 +71,30 @@ def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ())
     return done
 
 
-def _watched(swap: HalfDoneSwap, settings: Settings, names: Sequence[str]) -> bool:
+def _watched(unit: Unit, settings: Settings, names: Sequence[str]) -> bool:
     """Whether a run with these settings and names would watch the swapped container."""
-    base = swap.old or swap.replacement
-    if base is None:
-        return False
+    base = unit.base
     # Judge the service as it was: its own name, and running (a swap stops it on the way).
-    view = {**base, "Name": "/" + swap.name, "State": {**base["State"], "Status": "running"}}
+    view = {**base, "Name": "/" + unit.name, "State": {**base["State"], "Status": "running"}}
     watched, _ = select_containers([view], settings, names)
     return bool(watched)
 
 
-def _repair(engine: Engine, settings: Settings, swap: HalfDoneSwap) -> Recovery:
-    """Repair one swap and log what happened."""
-    fields = {
-        "container": swap.name,
-        "container_id": swap.old_id,
-        "replacement_id": swap.replacement_id,
-    }
-    log.warning("recovery.swap_found", **fields)
-    judged = swap.replacement or swap.old
-    assert judged is not None
+def _repair(engine: Engine, group: list[Unit]) -> list[Recovery]:
+    """Repair one group and log what happened to each of its containers."""
+    for unit in group:
+        log.warning("recovery.swap_found", **_fields(unit))
     try:
-        action = repair_swap(engine, swap, gate_for(settings, judged))
+        action = repair_group(engine, group)
     except EngineError as exc:
-        log.error("recovery.failed", **fields, error=str(exc))
-        return Recovery(swap.name, "failed", str(exc))
-    log.warning(f"recovery.swap_{action}", **fields)
-    return Recovery(swap.name, action)
+        for unit in group:
+            log.error("recovery.failed", **_fields(unit), error=str(exc))
+        return [Recovery(unit.name, "failed", str(exc)) for unit in group]
+    for unit in group:
+        log.warning(f"recovery.swap_{action}", **_fields(unit))
+    return [Recovery(unit.name, action) for unit in group]
+
+
+def _fields(unit: Unit) -> dict[str, str | None]:
+    """The log keys of one repaired container."""
+    return {"container": unit.name, "container_id": unit.old_id, "replacement_id": unit.new_id}

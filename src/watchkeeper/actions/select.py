@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from watchkeeper.containers.moves import read_mark
 from watchkeeper.labels import (
     TRUE_WORDS,
     container_labels,
@@ -37,6 +38,8 @@ def select_containers(
     skipped: list[tuple[dict[str, Any], str]] = []
     for container in containers:
         name = container_name(container)
+        if read_mark(name) is not None:
+            continue  # mid-swap (set aside, held, a replacement): recovery owns it
         if wanted and name not in wanted:
             continue
         if not _state_watched(container, settings):

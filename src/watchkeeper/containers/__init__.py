@@ -11,8 +11,6 @@ swap at a named step.
 from watchkeeper.containers.engine import Engine, ExecResult, NotFoundError
 from watchkeeper.containers.order import DependencyGraph, find_dependents, plan_groups
 from watchkeeper.containers.recreate import (
-    PREVIOUS_ID_LABEL,
-    PREVIOUS_IMAGE_LABEL,
     CreateSpec,
     build_create_spec,
 )
@@ -29,8 +27,6 @@ from watchkeeper.containers.swap import (
 __all__ = [
     "ASIDE_MARKER",
     "FAILED_MARKER",
-    "PREVIOUS_ID_LABEL",
-    "PREVIOUS_IMAGE_LABEL",
     "CreateSpec",
     "DependencyGraph",
     "Engine",

@@ -2,22 +2,42 @@
 
 A :class:`Move` is one container of a group: recreated on a new image (or on its own image, when
 it must follow a recreated parent), or only restarted; its progress fields are written by
-:mod:`swap`. The aside name ``<name>-wk-old-<id8>`` (old container kept until its replacement
-proved itself) and the failed name ``<name>-wk-new-<id8>`` (replacement being rolled back) are
-what :mod:`recovery` looks for after a crash.
+:mod:`swap`. A swap in progress is written on the engine itself, in container names, so that a
+crash at any step can be repaired from the engine alone (no label is left on the user's
+container, and a lost ``STATE_DIR`` loses nothing). Each marked name ends in the first 8 hex
+digits of container IDs:
+
+- ``<name>-wk-next-<old8>``: a replacement created for the old container ``old8``, not yet
+  holding the service's name;
+- ``<name>-wk-old-<old8>-<new8>``: the old container, stopped and set aside for its replacement
+  ``new8`` (an old watchkeeper wrote ``<name>-wk-old-<old8>`` and a label on the replacement);
+- ``<name>-wk-done-<old8>-<new8>``: the same once every replacement of its group passed its
+  gate: it only waits to be removed;
+- ``<name>-wk-new-<new8>``: a failed replacement, stopped, waiting to be removed;
+- ``<name>-wk-held-<own8>``: a dependent that is only restarted, stopped while what it depends
+  on moves.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import structlog
 
+NEXT_MARKER = "-wk-next-"
 ASIDE_MARKER = "-wk-old-"
+DONE_MARKER = "-wk-done-"
 FAILED_MARKER = "-wk-new-"
+HELD_MARKER = "-wk-held-"
 DEFAULT_STOP_TIMEOUT_S = 10.0
+
+_MARKED = re.compile(
+    r"^(?P<name>.+)-wk-(?P<role>next|old|done|new|held)-(?P<first>[0-9a-f]{8})"
+    r"(?:-(?P<second>[0-9a-f]{8}))?$"
+)
 
 log = structlog.get_logger()
 
@@ -27,6 +47,7 @@ class Phase(StrEnum):
 
     PREPARE = "prepare"
     STOP = "stop"
+    RENAME = "rename"
     START = "start"
     READY = "ready"
 
@@ -47,10 +68,8 @@ class Move:
     health_timeout_s: float | None = None
     rollback: bool = True
     start: bool | None = None
-    aside: str | None = None
     new_id: str | None = None
-    stopped: bool = False
-    started: bool = False
+    held: bool = False
 
     @property
     def name(self) -> str:
@@ -78,9 +97,24 @@ class Move:
         """The container that runs (or should run) now: the replacement once created."""
         return self.new_id or self.old_id
 
+    @property
+    def gate(self) -> Gate:
+        """How this container is gated and stopped, in the swap and in its rollback."""
+        return Gate(self.settle_s, self.health_timeout_s, self.stop_timeout_s, self.stop_signal)
+
     def logger(self) -> Any:
         """A logger bound to the container's name."""
         return log.bind(container=self.name)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How a container is judged once started, and how it is stopped."""
+
+    settle_s: float
+    health_timeout_s: float | None
+    stop_timeout_s: float
+    stop_signal: str | None = None
 
 
 @dataclass
@@ -107,14 +141,48 @@ class GroupResult:
         return self.failure is None
 
 
-def aside_name(name: str, container_id: str) -> str:
-    """The recognisable name the old container carries while its replacement proves itself."""
-    return f"{name.lstrip('/')}{ASIDE_MARKER}{container_id[:8]}"
+def next_name(name: str, old_id: str) -> str:
+    """The temporary name a replacement is created under, tied to the old container's ID."""
+    return f"{name.lstrip('/')}{NEXT_MARKER}{old_id[:8]}"
+
+
+def aside_name(name: str, old_id: str, new_id: str | None = None) -> str:
+    """The name the stopped old container carries while its replacement ``new_id`` proves itself."""
+    base = f"{name.lstrip('/')}{ASIDE_MARKER}{old_id[:8]}"
+    return f"{base}-{new_id[:8]}" if new_id else base
+
+
+def done_name(name: str, old_id: str, new_id: str) -> str:
+    """The name of an old container whose group passed every gate: it only awaits removal."""
+    return f"{name.lstrip('/')}{DONE_MARKER}{old_id[:8]}-{new_id[:8]}"
 
 
 def failed_name(name: str, container_id: str) -> str:
     """The name a failed replacement carries during a rollback, until it is removed."""
     return f"{name.lstrip('/')}{FAILED_MARKER}{container_id[:8]}"
+
+
+def held_name(name: str, container_id: str) -> str:
+    """The name of a restart-only dependent while a swap keeps it stopped."""
+    return f"{name.lstrip('/')}{HELD_MARKER}{container_id[:8]}"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What a marked container name says: the service, the role, the ID prefixes it names."""
+
+    name: str
+    role: str
+    first: str
+    second: str | None
+
+
+def read_mark(container_name: str) -> Mark | None:
+    """The swap marker in a container name, None for an ordinary name."""
+    match = _MARKED.match(container_name.lstrip("/"))
+    if match is None:
+        return None
+    return Mark(match["name"], match["role"], match["first"], match["second"])
 
 
 def stop_timeout_for(setting_s: float | None, container: dict[str, Any]) -> float:

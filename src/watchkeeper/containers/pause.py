@@ -6,10 +6,13 @@ step when it reaches one of them and then waits: forever (the test kills the pro
 with ``WATCHKEEPER_TEST_PAUSE_DIR=<dir>``, until the file ``<dir>/<step>`` exists (the test
 does something, then creates the file to let the swap go on). Steps, in swap order:
 
-- ``renamed``: the old container carries its aside name, nothing else happened;
-- ``created``: the replacement exists, the old container still runs;
-- ``stopped``: every old container of the group is stopped, no replacement started;
+- ``created``: a replacement exists under its temporary name, the old container still runs;
+- ``stopped``: every old container of the group is stopped (restart-only ones held), still
+  under its name;
+- ``aside``: an old container carries its aside name, its replacement still its temporary one;
+- ``renamed``: every replacement of the group holds its service's name, none started;
 - ``health_wait``: a replacement was started and its health gate is about to be waited for;
+- ``done``: every old container of the group is marked done, none removed yet;
 - ``rollback``: a rollback is about to begin.
 
 Neither variable is a setting, neither is documented for users, and with them unset (always,
@@ -26,7 +29,7 @@ import structlog
 
 PAUSE_AT_VARIABLE = "WATCHKEEPER_TEST_PAUSE_AT"
 PAUSE_DIR_VARIABLE = "WATCHKEEPER_TEST_PAUSE_DIR"
-STEPS = ("renamed", "created", "stopped", "health_wait", "rollback")
+STEPS = ("created", "stopped", "aside", "renamed", "health_wait", "done", "rollback")
 _POLL_S = 0.05
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from watchkeeper.containers.engine import Engine
+from watchkeeper.containers.calls import EngineCalls
 from watchkeeper.errors import EngineError
 
 # Upper bound of a health wait derived from a healthcheck, whatever its settings say.
@@ -62,7 +62,7 @@ def derived_health_timeout(check: dict[str, Any]) -> float:
 
 
 def wait_until_ready(
-    engine: Engine, container_id: str, *, settle_s: float, health_timeout_s: float | None
+    engine: EngineCalls, container_id: str, *, settle_s: float, health_timeout_s: float | None
 ) -> str:
     """Block until the container proves itself; return ``healthy`` or ``running``.
 
@@ -79,7 +79,9 @@ def wait_until_ready(
     return "healthy"
 
 
-def _wait_healthy(engine: Engine, container_id: str, first: dict[str, Any], cap_s: float) -> None:
+def _wait_healthy(
+    engine: EngineCalls, container_id: str, first: dict[str, Any], cap_s: float
+) -> None:
     """Poll until ``healthy``. Raises NotReadyError on exit, restart, ``unhealthy`` or timeout."""
     deadline = time.monotonic() + cap_s
     inspect = first
@@ -110,7 +112,7 @@ def _last_probe(inspect: dict[str, Any]) -> str:
 
 
 def _wait_settled(
-    engine: Engine, container_id: str, first: dict[str, Any], settle_s: float
+    engine: EngineCalls, container_id: str, first: dict[str, Any], settle_s: float
 ) -> None:
     """Poll for ``settle_s``: it must run throughout. Raises NotReadyError if it exits."""
     deadline = time.monotonic() + settle_s

@@ -19,11 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-PREVIOUS_ID_LABEL = "watchkeeper.swap.previous-id"
-PREVIOUS_IMAGE_LABEL = "watchkeeper.swap.previous-image"
-# Whether the old container ran when the swap began: a recovery that undoes the swap after a
-# crash starts it again only then.
-PREVIOUS_RUNNING_LABEL = "watchkeeper.swap.previous-running"
+# Bookkeeping labels an older watchkeeper put on replacements; never carried over.
+SWAP_LABEL_PREFIX = "watchkeeper.swap."
 COMPOSE_IMAGE_LABEL = "com.docker.compose.image"
 
 # Fields of POST /containers/create that come from ``Config`` of an inspect.
@@ -189,24 +186,21 @@ def _hostname(container: dict[str, Any], mode: str) -> str | None:
 def _labels(
     container: dict[str, Any], old_image: dict[str, Any], new_image: dict[str, Any]
 ) -> dict[str, str]:
-    """The container's labels minus the old image's, plus the swap's bookkeeping labels.
+    """The container's labels minus the old image's: the user's own labels, nothing added.
 
     ``com.docker.compose.image`` must name the new image, or the next ``docker compose up``
-    sees a drift and recreates the container once more.
+    sees a drift and recreates the container once more. The swap keeps its bookkeeping in
+    container names, so no label outlives it; ``watchkeeper.swap.*`` labels an older
+    watchkeeper left are dropped.
     """
     old_labels = (old_image.get("Config") or {}).get("Labels") or {}
     labels = {
         key: value
         for key, value in ((container.get("Config") or {}).get("Labels") or {}).items()
-        if old_labels.get(key) != value
+        if old_labels.get(key) != value and not key.startswith(SWAP_LABEL_PREFIX)
     }
     if COMPOSE_IMAGE_LABEL in labels:
         labels[COMPOSE_IMAGE_LABEL] = str(new_image["Id"])
-    labels[PREVIOUS_ID_LABEL] = str(container["Id"])
-    labels[PREVIOUS_IMAGE_LABEL] = str(container.get("Image") or old_image.get("Id") or "")
-    state = container.get("State") or {}
-    running = bool(state.get("Running") or state.get("Restarting"))
-    labels[PREVIOUS_RUNNING_LABEL] = "true" if running else "false"
     return labels
 
 

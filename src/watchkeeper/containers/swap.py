@@ -1,35 +1,38 @@
 """The safe swap of a group of containers (one, or one with its dependents), with rollback.
 
-:func:`swap_group` moves a group's :class:`~watchkeeper.containers.moves.Move` s in four
-phases, given in start order (every dependency before its dependents):
+:func:`swap_group` moves a group's :class:`~watchkeeper.containers.moves.Move` s, given in start
+order (every dependency before its dependents), in five steps. Each one leaves the engine in a
+state that :mod:`recovery` reads from container names alone (see :mod:`moves`):
 
-1. prepare, dependencies first: rename the old container aside (``<name>-wk-old-<id8>``) and
-   create the replacement under the original name — no downtime yet, so a refused create
-   costs nothing and is simply undone;
-2. stop the old containers, dependents first (their stop signal, an explicit timeout);
-3. start, dependencies first, each gated (:mod:`ready`: healthy, or running for the stability
-   window) before the next one starts;
-4. remove the old containers (never their volumes).
+1. create, dependencies first: each replacement is created under ``<name>-wk-next-<old8>``
+   while the old container runs under its name — no downtime, a refused create is undone;
+2. stop, dependents first: the old containers (their stop signal, an explicit timeout); a
+   dependent that is only restarted is renamed ``<name>-wk-held-<id8>`` once stopped;
+3. rename: the old container to ``<name>-wk-old-<old8>-<new8>``, then its replacement to the
+   name. The name (and the DNS name clients use on a user network) is gone only from the stop
+   to the start, never while the old container still serves;
+4. start, dependencies first, each gated (:mod:`ready`: healthy, or running for the stability
+   window) before the next one starts; a held dependent gets its name back first;
+5. finish: the old containers are renamed ``<name>-wk-done-…`` (the group passed), then
+   removed (never their volumes).
 
-A failure in phase 2 or 3 rolls the whole group back: what was started is stopped (dependents
-first), each failed replacement is renamed ``<name>-wk-new-<id8>``, the old container gets its
-name back and is started (dependencies first, each waited for), and the failed replacements
-are removed last. The aside and failed-replacement names and the ``watchkeeper.swap.*`` labels
-of a replacement (old ID, old image, whether the old one ran) are everything
-:mod:`recovery` needs to finish or undo a swap that a crash interrupted at any step.
-With rollback disabled for a container, its failed replacement is kept instead.
+A failure in steps 2 to 4 rolls the whole group back with :func:`recovery.undo_group`, the same
+code that repairs a crash, fed with fresh inspects: replacements stopped and renamed out of the
+way, old containers started again and given their names, replacements removed. The result says
+"restored" only when a last inspect shows it. With rollback disabled for a container, its
+failed replacement is kept instead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from watchkeeper.containers.engine import Engine, NotFoundError
+from watchkeeper.containers.calls import EngineCalls
+from watchkeeper.containers.engine import NotFoundError
 from watchkeeper.containers.moves import (
     ASIDE_MARKER,
     DEFAULT_STOP_TIMEOUT_S,
@@ -40,12 +43,16 @@ from watchkeeper.containers.moves import (
     Phase,
     aside_name,
     auto_remove_refusal,
+    done_name,
     failed_name,
+    held_name,
+    next_name,
     stop_timeout_for,
 )
 from watchkeeper.containers.pause import pause_point
 from watchkeeper.containers.ready import NotReadyError, wait_until_ready
-from watchkeeper.containers.recreate import PREVIOUS_ID_LABEL, build_create_spec
+from watchkeeper.containers.recovery import Unit, undo_group
+from watchkeeper.containers.recreate import build_create_spec
 from watchkeeper.errors import EngineError
 
 LOG_TAIL_LINES = 20
@@ -94,7 +101,7 @@ class SwapFailedError(EngineError):
         self.kept = kept
 
 
-def swap_group(engine: Engine, moves: list[Move], names_by_id: dict[str, str]) -> GroupResult:
+def swap_group(engine: EngineCalls, moves: list[Move], names_by_id: dict[str, str]) -> GroupResult:
     """Move every container of a group (``moves`` in start order); never raises for one.
 
     ``names_by_id`` maps the run's container IDs to names (``container:`` modes by name).
@@ -104,7 +111,7 @@ def swap_group(engine: Engine, moves: list[Move], names_by_id: dict[str, str]) -
 
 
 def swap_container(
-    engine: Engine,
+    engine: EngineCalls,
     container: dict[str, Any],
     old_image: dict[str, Any],
     new_image: dict[str, Any],
@@ -158,31 +165,35 @@ def _single_failure(move: Move, result: GroupResult) -> SwapFailedError:
 
 
 class _GroupSwap:
-    """The four phases of one group swap and its rollback; see the module docstring."""
+    """The five steps of one group swap and its rollback; see the module docstring."""
 
-    def __init__(self, engine: Engine, moves: list[Move], names_by_id: dict[str, str]) -> None:
+    def __init__(self, engine: EngineCalls, moves: list[Move], names_by_id: dict[str, str]) -> None:
         self.engine = engine
         self.moves = moves
         self.names_by_id = names_by_id
         self.kept: list[Failure] = []
 
     def run(self) -> GroupResult:
-        """Prepare, stop, start with gates, finish; roll back on the first fatal failure."""
+        """Create, stop, rename, start with gates, finish; roll back on the first failure."""
         for move in self.moves:
             refusal = auto_remove_refusal(move.container)
             if refusal is not None:
                 return GroupResult(Failure(move, Phase.PREPARE, refusal))
         for move in self.moves:
             try:
-                self._prepare(move)
+                self._create(move)
             except Exception as exc:  # any failure, even an unexpected one, must be undone
-                return GroupResult(Failure(move, Phase.PREPARE, str(exc)), self._undo_prepared())
-        for move in reversed(self.moves):
-            try:
-                self._stop(move)
-            except Exception as exc:
-                return self._fail(Failure(move, Phase.STOP, str(exc)))
-        pause_point("stopped")
+                return self._fail(Failure(move, Phase.PREPARE, str(exc)))
+        for step, phase, order in (
+            (self._stop, Phase.STOP, list(reversed(self.moves))),
+            (self._rename, Phase.RENAME, self.moves),
+        ):
+            for move in order:
+                try:
+                    step(move)
+                except Exception as exc:
+                    return self._fail(Failure(move, phase, str(exc)))
+            pause_point("stopped" if phase is Phase.STOP else "renamed")
         for move in self.moves:
             failure = self._start_and_gate(move)
             if failure is not None and move.rollback:
@@ -193,8 +204,8 @@ class _GroupSwap:
         self._finish()
         return GroupResult(kept=self.kept)
 
-    def _prepare(self, move: Move) -> None:
-        """Rename the old container aside and create its replacement. Raises EngineError."""
+    def _create(self, move: Move) -> None:
+        """Create the replacement under its temporary name. Raises EngineError."""
         if not move.recreate:
             return
         assert move.new_image is not None
@@ -205,42 +216,51 @@ class _GroupSwap:
             api_version=self.engine.api_version,
             names_by_id=self.names_by_id,
         )
-        # Rename first: the replacement needs the name, and the aside name marks the swap
-        # for a recovery after a crash.
-        aside = aside_name(move.name, move.old_id)
-        self.engine.rename(move.old_id, aside)
-        move.aside = aside
-        move.logger().info("container.renamed_aside", container_id=move.old_id, aside_name=aside)
-        pause_point("renamed")
-        move.new_id = self.engine.create_container(spec)
-        move.logger().info("container.created", container_id=move.new_id)
+        temporary = next_name(move.name, move.old_id)
+        move.new_id = self.engine.create_container(replace(spec, name=temporary))
+        move.logger().info("container.created", container_id=move.new_id, temporary_name=temporary)
         pause_point("created")
         for network, endpoint in spec.extra_networks.items():
             self.engine.connect_network(network, move.new_id, endpoint)
 
     def _stop(self, move: Move) -> None:
-        """Stop the old container if it runs (explicit signal and timeout). Raises EngineError."""
+        """Stop the old container if it runs; hold a restart-only one. Raises EngineError."""
         if not move.was_running:
             return
         started = time.monotonic()
         self.engine.stop(move.old_id, signal=move.stop_signal, timeout_s=move.stop_timeout_s)
-        move.stopped = True
         move.logger().info(
             "container.stopped",
             container_id=move.old_id,
             duration_s=round(time.monotonic() - started, 3),
         )
+        if not move.recreate:
+            # Marked, so that recovery starts it again if watchkeeper dies before it does.
+            self.engine.rename(move.old_id, held_name(move.name, move.old_id))
+            move.held = True
+
+    def _rename(self, move: Move) -> None:
+        """Set the old container aside and give its name to the replacement. Raises EngineError."""
+        if move.new_id is None:
+            return
+        aside = aside_name(move.name, move.old_id, move.new_id)
+        self.engine.rename(move.old_id, aside)
+        move.logger().info("container.renamed_aside", container_id=move.old_id, aside_name=aside)
+        pause_point("aside")
+        self.engine.rename(move.new_id, move.name)
 
     def _start_and_gate(self, move: Move) -> Failure | None:
-        """Start the replacement (or the restarted container) and wait for its gate."""
+        """Start the replacement (or the held container) and wait for its gate."""
         if not move.should_start:
             return None
         try:
+            if move.held:
+                self.engine.rename(move.old_id, move.name)
+                move.held = False
             self.engine.start(move.current_id)
         except Exception as exc:
             move.logger().error("container.start_failed", container_id=move.current_id)
             return Failure(move, Phase.START, str(exc), self._tail(move.current_id))
-        move.started = True
         started = time.monotonic()
         move.logger().info("container.started", container_id=move.current_id)
         pause_point("health_wait")
@@ -272,117 +292,56 @@ class _GroupSwap:
 
     def _fail(self, failure: Failure) -> GroupResult:
         """Roll the group back after ``failure``; the result says whether all was restored."""
-        return GroupResult(failure, self._roll_back(), self.kept)
-
-    def _undo_prepared(self) -> bool:
-        """Undo phase 1 (nothing was stopped): remove replacements, names back. True if all ok."""
-        restored = True
-        for move in reversed(self.moves):
-            if move.aside is None:
-                continue
-            steps = [
-                partial(self._remove_replacement, move),
-                partial(self.engine.rename, move.old_id, move.name),
-            ]
-            restored &= self._try_all(move, steps)
-            move.logger().warning("container.restored", container_id=move.old_id)
-        return restored
-
-    def _remove_replacement(self, move: Move) -> None:
-        """Force-remove the replacement; found by name and label if its create call failed."""
-        if move.new_id is None:
-            try:
-                found = self.engine.inspect_container(move.name)
-            except NotFoundError:
-                return
-            labels = (found.get("Config") or {}).get("Labels") or {}
-            if labels.get(PREVIOUS_ID_LABEL) != move.old_id:
-                return  # not ours: someone else's container took the name
-            move.new_id = str(found["Id"])
-        try:
-            self.engine.remove_container(move.new_id, force=True)
-        except NotFoundError:
-            return
-
-    def _roll_back(self) -> bool:
-        """Put every old container back as it was; True when every step worked."""
         pause_point("rollback")
-        restored = True
-        for move in reversed(self.moves):  # dependents first
-            if move.started:
-                restored &= self._try_all(move, [partial(self._stop_current, move)])
+        errors = undo_group(self.engine, [self._unit(move) for move in self.moves])
+        for error in errors:
+            log.error("container.rollback_failed", error=error)
         for move in self.moves:
-            if move.aside is None:
-                continue
-            steps: list[Callable[[], None]] = []
-            if move.new_id is not None:
-                steps.append(
-                    partial(self.engine.rename, move.new_id, failed_name(move.name, move.new_id))
-                )
-            steps.append(partial(self.engine.rename, move.old_id, move.name))
-            restored &= self._try_all(move, steps)
-        for move in self.moves:  # dependencies first, each waited for
-            if move.stopped:
-                restored &= self._try_all(move, [partial(self._restart_old, move)])
-        for move in self.moves:
-            if move.aside is not None:
-                self._try_all(move, [partial(self._remove_replacement, move)])
-        for move in self.moves:
-            move.logger().warning("container.restored", container_id=move.old_id, ok=restored)
-        return restored
+            move.logger().warning("container.restored", container_id=move.old_id, ok=not errors)
+        return GroupResult(failure, not errors, self.kept)
 
-    def _stop_current(self, move: Move) -> None:
-        """Stop what runs now for ``move`` (its replacement, or itself when restarted)."""
-        self.engine.stop(move.current_id, signal=move.stop_signal, timeout_s=move.stop_timeout_s)
+    def _unit(self, move: Move) -> Unit:
+        """What the engine shows now of one move, for the rollback."""
+        old = self._inspect(move.old_id)
+        new = None
+        if move.recreate:
+            new = self._inspect(move.new_id or next_name(move.name, move.old_id))
+        return Unit(move.name, old, new, ran=move.was_running, gate=move.gate, held=move.held)
 
-    def _restart_old(self, move: Move) -> None:
-        """Start the old container again and wait until it runs (healthy if it has a check).
-
-        Raises EngineError when it does not start or exits; an old container that runs but
-        does not get healthy is logged, not counted as a failed restore.
-        """
-        self.engine.start(move.old_id)
+    def _inspect(self, id_or_name: str) -> dict[str, Any] | None:
+        """A fresh inspect, None when the container is gone (or cannot be read)."""
         try:
-            wait_until_ready(
-                self.engine, move.old_id, settle_s=0.0, health_timeout_s=move.health_timeout_s
-            )
-        except NotReadyError as exc:
-            if exc.verdict in ("exited", "restarted"):
-                raise
-            move.logger().warning("container.restored_not_healthy", error=str(exc))
-
-    def _try_all(self, move: Move, steps: Sequence[Callable[[], None]]) -> bool:
-        """Run every step even when one fails; True when all of them worked."""
-        ok = True
-        for step in steps:
-            try:
-                step()
-            except EngineError as exc:
-                ok = False
-                move.logger().error(
-                    "container.rollback_failed", container_id=move.old_id, error=str(exc)
-                )
-        return ok
+            return self.engine.inspect_container(id_or_name)
+        except EngineError:
+            return None
 
     def _finish(self) -> None:
-        """Remove the old containers (volumes stay); a failure is logged, not rolled back.
+        """Mark the old containers done, then remove them (volumes stay); failures are logged.
 
         The replacements have proved themselves by now; an old container that cannot be
-        removed stays aside for the next start's recovery.
+        removed stays marked done for the next start's recovery to remove.
         """
         for move in self.moves:
-            if move.aside is None:
-                continue
-            try:
+            if move.new_id is not None:
                 try:
-                    self.engine.remove_container(move.old_id, force=False)
-                except NotFoundError:
-                    continue
-                except EngineError:
-                    self.engine.remove_container(move.old_id, force=True)
-            except EngineError as exc:
-                move.logger().error(
-                    "container.remove_failed", container_id=move.old_id, error=str(exc)
-                )
-                continue
-            move.logger().info("container.removed", container_id=move.old_id)
+                    self.engine.rename(move.old_id, done_name(move.name, move.old_id, move.new_id))
+                except EngineError as exc:
+                    move.logger().warning("container.rename_failed", error=str(exc))
+        pause_point("done")
+        for move in reversed(self.moves):
+            if move.new_id is not None:
+                self._remove_old(move)
+
+    def _remove_old(self, move: Move) -> None:
+        """Remove one old container, by force if it runs again; never its volumes."""
+        try:
+            try:
+                self.engine.remove_container(move.old_id, force=False)
+            except NotFoundError:
+                return
+            except EngineError:
+                self.engine.remove_container(move.old_id, force=True)
+        except EngineError as exc:
+            move.logger().error("container.remove_failed", container_id=move.old_id, error=str(exc))
+            return
+        move.logger().info("container.removed", container_id=move.old_id)
