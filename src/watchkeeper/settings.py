@@ -11,12 +11,14 @@ setting). The README's settings table is generated from this module's field meta
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -240,9 +242,25 @@ class Settings(BaseSettings):
         "info", "debug, info, warning, error", "WATCHTOWER_LOG_LEVEL"
     )
     registry_concurrency: int = setting(8, "parallel registry checks", ge=1, le=64)
-    repo_user: str | None = setting(None, "registry user for every registry", "REPO_USER")
+    registry_certs_dir: Path = setting(
+        Path("/etc/docker/certs.d"),
+        "per-registry folders of CAs (`*.crt`) and client certificates (`*.cert` + `*.key`), "
+        "laid out as the engine's: `<folder>/<host[:port]>/`",
+    )
+    repo_user: str | None = setting(
+        None, "registry user for the REPO_HOST registries (every registry without it)", "REPO_USER"
+    )
     repo_pass: SecretStr | None = setting(
-        None, "registry password for every registry", "REPO_PASS", secret=True
+        None,
+        "registry password for the REPO_HOST registries (every registry without it)",
+        "REPO_PASS",
+        secret=True,
+    )
+    repo_host: CommaList = setting(
+        None,
+        "comma list of the registry hosts REPO_USER/REPO_PASS are for (default: every registry)",
+        "REPO_HOST",
+        factory=list,
     )
 
     @field_validator("log_format", "log_level", "notify_on", mode="before")
@@ -495,16 +513,56 @@ def check_consistency(settings: Settings, origin: Mapping[str, str]) -> None:
                 "WATCHKEEPER_EMAIL_FROM",
                 f"{key_var} is set but no sender: set WATCHKEEPER_EMAIL_FROM",
             )
-    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", settings.sendgrid_api_host):
-        raise ConfigError(
-            origin.get("sendgrid_api_host", "WATCHKEEPER_SENDGRID_API_HOST"),
-            f"{settings.sendgrid_api_host!r} is not an http(s) URL of a host",
-        )
+    check_sendgrid_host(settings, origin)
     for addr in [*settings.email_to, *([settings.email_from] if settings.email_from else [])]:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", addr):
             var = "email_from" if addr == settings.email_from else "email_to"
             raise ConfigError(origin.get(var, PREFIX + var.upper()), f"{addr!r} is not an e-mail")
     check_smtp_settings(settings, origin)
+    check_repo_hosts(settings, origin)
+
+
+def check_sendgrid_host(settings: Settings, origin: Mapping[str, str]) -> None:
+    """An http(s) URL of a host; plain ``http://`` only to loopback (a local relay or test sink).
+
+    The API key travels in every request's header: in clear to another machine it is given away.
+    Raises ConfigError naming SENDGRID_API_HOST.
+    """
+    host = settings.sendgrid_api_host
+    var = origin.get("sendgrid_api_host", "WATCHKEEPER_SENDGRID_API_HOST")
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", host):
+        raise ConfigError(var, f"{host!r} is not an http(s) URL of a host")
+    parts = urlsplit(host)
+    if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname or ""):
+        raise ConfigError(
+            var,
+            f"{host!r} would send the SendGrid API key in clear to another machine: use "
+            "https:// (plain http:// is accepted only for a loopback address)",
+        )
+
+
+def _is_loopback(hostname: str) -> bool:
+    """``localhost`` or a loopback IP literal; any other name could resolve anywhere."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def check_repo_hosts(settings: Settings, origin: Mapping[str, str]) -> None:
+    """REPO_HOST names registry hosts, and only goes with REPO_USER/REPO_PASS.
+
+    Raises ConfigError naming REPO_HOST.
+    """
+    var = origin.get("repo_host", "WATCHKEEPER_REPO_HOST")
+    if settings.repo_host and not (settings.repo_user and settings.repo_pass):
+        raise ConfigError(var, "is set, but REPO_USER and REPO_PASS (which it scopes) are not")
+    for entry in settings.repo_host:
+        netloc = urlsplit(entry if "://" in entry else f"//{entry}").netloc
+        if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", netloc):
+            raise ConfigError(var, f"{entry!r} is not a registry host (host or host:port)")
 
 
 def check_smtp_settings(settings: Settings, origin: Mapping[str, str]) -> None:

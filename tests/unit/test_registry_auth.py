@@ -449,10 +449,10 @@ def test_token_cache_no_expiry_defaults_to_sixty_seconds() -> None:
     ],
 )
 def test_insecure_policy_recorded_engine_info_classifies(registry: str, insecure: bool) -> None:
-    """Insecure index configs, hosts in insecure CIDRs and loopback are reached over HTTP."""
+    """Insecure index configs, insecure CIDRs and loopback: HTTPS unverified, then plain HTTP."""
     policy = InsecurePolicy.from_engine_info({"RegistryConfig": RECORDED_REGISTRY_CONFIG})
     assert policy.is_insecure(registry) is insecure
-    assert policy.scheme(registry) == ("http" if insecure else "https")
+    assert policy.schemes(registry) == (("https", "http") if insecure else ("https",))
 
 
 def test_insecure_policy_empty_info_only_loopback() -> None:
@@ -464,3 +464,52 @@ def test_insecure_policy_empty_info_only_loopback() -> None:
         {"RegistryConfig": {"InsecureRegistryCIDRs": ["nonsense", "192.168.0.0/16"]}}
     )
     assert broken.is_insecure("192.168.1.1:5000")
+
+
+def test_insecure_policy_every_engine_info_merged() -> None:
+    """A registry insecure on any engine watched is insecure for the check; loopback stays."""
+    first = {"RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}}}
+    policy = InsecurePolicy.from_engines_info([first, {"RegistryConfig": RECORDED_REGISTRY_CONFIG}])
+    assert policy.is_insecure("myreg.local:5000")
+    assert policy.is_insecure("10.20.3.4:5000")
+    assert policy.is_insecure("127.0.0.1:5000")
+    assert not policy.is_insecure("ghcr.io")
+
+
+def test_insecure_policy_no_networks_verifies_loopback() -> None:
+    """``networks=()`` is an engine verifying every registry, loopback and localhost included."""
+    policy = InsecurePolicy(networks=())
+    assert not policy.is_insecure("127.0.0.1:5000")
+    assert not policy.is_insecure("localhost:5000")
+    assert policy.schemes("127.0.0.1:5000") == ("https",)
+
+
+# -- REPO_USER/REPO_PASS scoped by REPO_HOST ------------------------------------------------
+
+
+def test_lookup_repo_host_set_other_registry_uses_config_json(tmp_path: Path) -> None:
+    """REPO_USER/REPO_PASS answer for REPO_HOST's registries; others get config.json's."""
+    folder = _write_config(tmp_path / "dc", {"auths": {"other.example.com": {"auth": _b64("o:p")}}})
+    store = CredentialStore.load(
+        folder, "repo-user", "repo-pass", repo_hosts=["https://Private.Example.com:5000/v2/"]
+    )
+    assert store.lookup("private.example.com:5000") == Credentials("repo-user", "repo-pass")
+    assert store.lookup("other.example.com") == Credentials("o", "p")
+    assert store.lookup("ghcr.io") is None
+    assert not store.unscoped
+
+
+def test_lookup_repo_host_docker_hub_alias_matches(tmp_path: Path) -> None:
+    """REPO_HOST=index.docker.io names Docker Hub, as docker.io references spell it."""
+    store = CredentialStore.load(str(tmp_path / "none"), "u", "p", repo_hosts=["index.docker.io"])
+    assert store.lookup("docker.io") == Credentials("u", "p")
+    assert store.lookup("quay.io") is None
+
+
+def test_lookup_no_repo_host_repo_credentials_everywhere_unscoped(tmp_path: Path) -> None:
+    """Without REPO_HOST, REPO_USER/REPO_PASS go to every registry (Watchtower's way)."""
+    store = CredentialStore.load(str(tmp_path / "none"), "u", "p")
+    assert store.lookup("quay.io") == Credentials("u", "p")
+    assert store.lookup("127.0.0.1:5000") == Credentials("u", "p")
+    assert store.unscoped
+    assert not CredentialStore.load(str(tmp_path / "none")).unscoped

@@ -183,3 +183,56 @@ def test_load_settings_empty_secret_file_means_unset(tmp_path: Path) -> None:
     key.write_text("\n")
     settings = load_settings(environ={"WATCHKEEPER_SENDGRID_API_KEY_FILE": str(key)})
     assert settings.sendgrid_api_key is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["http://sendgrid.example.com", "http://10.0.0.5:8080", "http://127.0.0.1.example.com"],
+)
+def test_load_settings_sendgrid_host_plain_http_remote_names_setting(host: str) -> None:
+    """SENDGRID_API_HOST over http:// to another machine would send the key in clear: exit 2."""
+    with pytest.raises(ConfigError, match="in clear") as info:
+        load_settings(environ={"WATCHKEEPER_SENDGRID_API_HOST": host})
+    assert info.value.setting == "WATCHKEEPER_SENDGRID_API_HOST"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://127.0.0.1:8025",
+        "http://localhost:8025",
+        "http://[::1]:8025",
+        "https://api.eu.sendgrid.com",
+    ],
+)
+def test_load_settings_sendgrid_host_loopback_or_https_accepted(host: str) -> None:
+    """Plain http:// to loopback (a local relay, a test sink) and https:// anywhere are fine."""
+    assert load_settings(environ={"WATCHKEEPER_SENDGRID_API_HOST": host}).sendgrid_api_host == host
+
+
+def test_load_settings_repo_host_comma_list() -> None:
+    """REPO_HOST is a comma list, read as WATCHKEEPER_REPO_HOST or REPO_HOST."""
+    environ = {"REPO_USER": "u", "REPO_PASS": "p", "REPO_HOST": "ghcr.io, registry.local:5000"}
+    assert load_settings(environ=environ).repo_host == ["ghcr.io", "registry.local:5000"]
+
+
+def test_load_settings_repo_host_without_repo_credentials_names_it() -> None:
+    """REPO_HOST alone scopes nothing: a configuration error naming it."""
+    with pytest.raises(ConfigError, match="REPO_USER") as info:
+        load_settings(environ={"WATCHKEEPER_REPO_HOST": "ghcr.io"})
+    assert info.value.setting == "WATCHKEEPER_REPO_HOST"
+
+
+def test_load_settings_repo_host_not_a_host_names_it() -> None:
+    """An entry that is no host[:port] is refused, naming the variable the user set."""
+    environ = {"REPO_USER": "u", "REPO_PASS": "p", "REPO_HOST": "ghcr.io,bad_host!"}
+    with pytest.raises(ConfigError, match="bad_host") as info:
+        load_settings(environ=environ)
+    assert info.value.setting == "REPO_HOST"
+
+
+def test_load_settings_registry_certs_dir_default_and_override(tmp_path: Path) -> None:
+    """The engine's /etc/docker/certs.d unless REGISTRY_CERTS_DIR names another folder."""
+    assert load_settings(environ={}).registry_certs_dir == Path("/etc/docker/certs.d")
+    environ = {"WATCHKEEPER_REGISTRY_CERTS_DIR": str(tmp_path)}
+    assert load_settings(environ=environ).registry_certs_dir == tmp_path

@@ -1,11 +1,13 @@
 """Registry credentials and the pieces of the registry auth handshake that need no network.
 
-Credentials come from where ``docker login`` put them (contract §3): the Docker ``config.json``
-(``auths``, ``credHelpers``, ``credsStore``) in ``$DOCKER_CONFIG`` or ``~/.docker``, or from
-Watchtower's ``REPO_USER``/``REPO_PASS`` for every registry. Credential helpers are run here
-rather than through ``docker.auth`` because docker-py runs them without a timeout, and a stuck
-helper must not stall a run. This module also parses ``WWW-Authenticate`` challenges and caches
-bearer tokens; ``digest`` does the HTTP. Nothing here ever logs or formats a password or token.
+Credentials come from where ``docker login`` put them (README, "What an update does"): the
+Docker ``config.json`` (``auths``, ``credHelpers``, ``credsStore``) in ``$DOCKER_CONFIG`` or
+``~/.docker``, or from Watchtower's ``REPO_USER``/``REPO_PASS``: for the registries ``REPO_HOST``
+names, or (Watchtower's way, warned about once a second registry shows up) for every registry.
+Credential helpers are run here rather than through ``docker.auth`` because docker-py runs them
+without a timeout, and a stuck helper must not stall a run. This module also parses
+``WWW-Authenticate`` challenges and caches bearer tokens; ``digest`` does the HTTP. Nothing
+here ever logs or formats a password or token.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,8 @@ class CredentialStore:
     cred_helpers: Mapping[str, str] = field(default_factory=dict)
     creds_store: str | None = None
     everywhere: Credentials | None = None
+    # The registries ``everywhere`` is for (REPO_HOST); None means every registry.
+    everywhere_hosts: frozenset[str] | None = None
     helper_timeout: float = HELPER_TIMEOUT_S
 
     @classmethod
@@ -86,12 +90,14 @@ class CredentialStore:
         repo_user: str | None = None,
         repo_pass: str | None = None,
         *,
+        repo_hosts: Iterable[str] = (),
         helper_timeout: float = HELPER_TIMEOUT_S,
     ) -> CredentialStore:
         """Read ``config.json`` from ``config_dir``, else ``$DOCKER_CONFIG``, else ``~/.docker``.
 
         A missing file means no stored credentials. ``repo_user``/``repo_pass``, when both are
-        set, apply to every registry and win over the file.
+        set, apply to the ``repo_hosts`` registries (every registry when there are none) and
+        win over the file there.
 
         Raises:
             ConfigError: the file exists but cannot be read or is not a JSON object.
@@ -114,23 +120,31 @@ class CredentialStore:
             cred_helpers={normalise_server(k): str(v) for k, v in helpers.items() if v},
             creds_store=store if isinstance(store, str) and store else None,
             everywhere=everywhere,
+            everywhere_hosts=frozenset(normalise_server(h) for h in repo_hosts) or None,
             helper_timeout=helper_timeout,
         )
+
+    @property
+    def unscoped(self) -> bool:
+        """True when REPO_USER/REPO_PASS are set for every registry (no REPO_HOST)."""
+        return self.everywhere is not None and self.everywhere_hosts is None
 
     def lookup(self, registry: str) -> Credentials | None:
         """Credentials for ``registry`` (host[:port]), or None for anonymous access.
 
-        Order as in the docker CLI: ``REPO_USER``/``REPO_PASS``, then the host's ``credHelpers``
-        entry, then ``credsStore``, then ``auths``. A helper answering "credentials not found"
-        means anonymous.
+        Order as in the docker CLI: ``REPO_USER``/``REPO_PASS`` (when they are for this host),
+        then the host's ``credHelpers`` entry, then ``credsStore``, then ``auths``. A helper
+        answering "credentials not found" means anonymous.
 
         Raises:
             RegistryAuthError: a credential helper is missing, failed, timed out or answered
                 something that is not credentials.
         """
-        if self.everywhere is not None:
-            return self.everywhere
         host = normalise_registry(registry)
+        if self.everywhere is not None and (
+            self.everywhere_hosts is None or host in self.everywhere_hosts
+        ):
+            return self.everywhere
         helper = self.cred_helpers.get(host) or self.creds_store
         if helper is not None:
             return self._run_helper(helper, host)

@@ -5,9 +5,14 @@ Hub counts a manifest GET as a pull; a HEAD is free (ENGINE-NOTES, "Registry dig
 :class:`RegistryClient` speaks the registry API itself: ``GET /v2/`` once per host to learn the
 auth challenge, a bearer token per repository when asked for one (cached until it expires), then
 ``HEAD /v2/<name>/manifests/<tag>`` accepting manifest lists and OCI indexes, so the digest is the
-one a pull by tag records in ``RepoDigests``. :class:`InsecurePolicy` mirrors the engine's
-insecure-registry settings to choose ``http://`` or ``https://``. All ``httpx`` errors become
-:class:`~watchkeeper.errors.RegistryError` here, and credentials or tokens are never logged.
+one a pull by tag records in ``RepoDigests``.
+
+TLS follows the engine (README, "What an update does"): a registry is verified against the
+system store, certifi and its ``certs.d`` folder (``registry.tls``), with the folder's client
+certificate. :class:`InsecurePolicy` mirrors the insecure registries of every engine watched;
+those are tried like the engine tries them: HTTPS without verification first, plain HTTP when
+that cannot connect. All ``httpx`` errors become :class:`~watchkeeper.errors.RegistryError`
+here, and credentials or tokens are never logged.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -37,6 +43,7 @@ from watchkeeper.registry.auth import (
     parse_www_authenticate,
 )
 from watchkeeper.registry.reference import Reference, normalise_registry
+from watchkeeper.registry.tls import DEFAULT_CERTS_DIR, registry_ssl_context
 
 log = structlog.get_logger()
 
@@ -50,49 +57,78 @@ MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Every engine adds 127.0.0.0/8 to its insecure registries by itself; ::1 is loopback too.
+LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 @dataclass(frozen=True)
 class InsecurePolicy:
-    """Which registries the engine reaches over plain HTTP; loopback always is."""
+    """Which registries the engine does not verify: HTTPS unverified first, then plain HTTP.
+
+    The defaults are an engine's own (loopback only); ``networks=()`` describes an engine that
+    verifies every registry, loopback ones included.
+    """
 
     hosts: frozenset[str] = frozenset()
-    networks: tuple[IPNetwork, ...] = ()
+    networks: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
 
     @classmethod
     def from_engine_info(cls, info: Mapping[str, Any]) -> InsecurePolicy:
-        """Build from ``docker info``: ``IndexConfigs`` not Secure, ``InsecureRegistryCIDRs``."""
-        config = info.get("RegistryConfig") or {}
-        hosts = {
-            normalise_registry(str(index.get("Name") or name))
-            for name, index in (config.get("IndexConfigs") or {}).items()
-            if isinstance(index, dict) and index.get("Secure") is False
-        }
-        networks = []
-        for cidr in config.get("InsecureRegistryCIDRs") or []:
-            try:
-                networks.append(ipaddress.ip_network(str(cidr), strict=False))
-            except ValueError:
-                log.warning("registry.insecure_cidr_invalid", cidr=str(cidr))
+        """From one ``docker info``: ``IndexConfigs`` not Secure, ``InsecureRegistryCIDRs``."""
+        return cls.from_engines_info([info])
+
+    @classmethod
+    def from_engines_info(cls, infos: Iterable[Mapping[str, Any]]) -> InsecurePolicy:
+        """The union over every engine watched: a registry any of them does not verify.
+
+        Each engine pulls with its own settings; the check is one for all of them, and a
+        registry that one engine reaches as insecure must not be "check failed" for it.
+        """
+        hosts: set[str] = set()
+        networks = list(LOOPBACK_NETWORKS)
+        for info in infos:
+            engine_hosts, engine_networks = _insecure_in(info)
+            hosts |= engine_hosts
+            networks += [net for net in engine_networks if net not in networks]
         return cls(hosts=frozenset(hosts), networks=tuple(networks))
 
     def is_insecure(self, registry: str) -> bool:
-        """True when ``registry`` (host[:port]) is to be reached over plain HTTP."""
+        """True when the engine does not verify ``registry`` (host[:port])."""
         registry = normalise_registry(registry)
         if registry in self.hosts:
             return True
         hostname = urlsplit(f"//{registry}").hostname or registry
         if hostname in _LOOPBACK_NAMES:
-            return True
+            hostname = "127.0.0.1"  # what the engine resolves it to
         try:
             address = ipaddress.ip_address(hostname)
         except ValueError:
             return False  # a name: the engine would resolve it; we only match IP literals
-        return address.is_loopback or any(address in net for net in self.networks)
+        return any(address in net for net in self.networks)
 
-    def scheme(self, registry: str) -> str:
-        """``http`` for an insecure registry, else ``https``."""
-        return "http" if self.is_insecure(registry) else "https"
+    def schemes(self, registry: str) -> tuple[str, ...]:
+        """The schemes to try, in order: ``https`` then ``http`` when insecure, else ``https``."""
+        return ("https", "http") if self.is_insecure(registry) else ("https",)
+
+
+def _insecure_in(info: Mapping[str, Any]) -> tuple[set[str], list[IPNetwork]]:
+    """(hosts, networks) one ``docker info`` names as insecure; bad CIDRs are logged, skipped."""
+    config = info.get("RegistryConfig") or {}
+    hosts = {
+        normalise_registry(str(index.get("Name") or name))
+        for name, index in (config.get("IndexConfigs") or {}).items()
+        if isinstance(index, dict) and index.get("Secure") is False
+    }
+    networks = []
+    for cidr in config.get("InsecureRegistryCIDRs") or []:
+        try:
+            networks.append(ipaddress.ip_network(str(cidr), strict=False))
+        except ValueError:
+            log.warning("registry.insecure_cidr_invalid", cidr=str(cidr))
+    return hosts, networks
 
 
 class RegistryClient:
@@ -105,21 +141,23 @@ class RegistryClient:
         insecure: InsecurePolicy,
         concurrency: int = 8,
         timeout: float = 10.0,
+        certs_dir: Path | None = DEFAULT_CERTS_DIR,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._credentials = credentials
         self._insecure = insecure
         self._concurrency = concurrency
-        self._http = httpx.Client(
-            verify=True,
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=concurrency + 2),
-        )
+        self._timeout = httpx.Timeout(timeout)
+        self._certs_dir = certs_dir
+        # One connection pool per registry: each has its own TLS trust (certs.d, insecure).
+        self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
         self._challenges: dict[str, Challenge | None] = {}
+        self._bases: dict[str, str] = {}
+        self._registries_seen: set[str] = set()
+        self._unscoped_warned = False
         self._creds: dict[str, Credentials | None] = {}
         self._tokens = TokenCache()
         self._requests: Counter[str] = Counter()
@@ -153,6 +191,7 @@ class RegistryClient:
             RegistryError: not found, unreachable, timed out, an HTTP error, or no digest.
         """
         started = time.monotonic()
+        self._note_registries([ref.registry])
         try:
             digest = self._head_manifest(ref)
         except RegistryError as exc:
@@ -179,6 +218,7 @@ class RegistryClient:
         results: dict[Reference, str | RegistryError] = {}
         if not groups:
             return results
+        self._note_registries(registry for registry, _, _ in groups)
         workers = min(self._concurrency, len(groups))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
             futures = [(pool.submit(self._fetch_outcome, g[0]), g) for g in groups.values()]
@@ -188,8 +228,11 @@ class RegistryClient:
         return results
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
+        """Close every registry's connection pool."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -222,8 +265,8 @@ class RegistryClient:
         Raises:
             RegistryAuthError, RegistryError: as :meth:`fetch_remote_digest`.
         """
-        url = f"{self._base_url(ref)}/v2/{ref.repository}/manifests/{_manifest_target(ref)[2]}"
         challenge = self._challenge_for(ref)
+        url = f"{self._base_url(ref)}/v2/{ref.repository}/manifests/{_manifest_target(ref)[2]}"
         authorization = self._authorization(ref, challenge)
         response = self._send(ref, "HEAD", url, self._headers(authorization))
         if response.status_code == 401 and authorization is None:
@@ -247,16 +290,54 @@ class RegistryClient:
             with self._lock:
                 if host in self._challenges:
                     return self._challenges[host]
-            response = self._send(ref, "GET", f"{self._base_url(ref)}/v2/", {})
+            response = self._probe(ref)
             if response.status_code == 401:
                 return self._remember_challenge(ref, response)
-            if not response.is_success:
-                raise RegistryError(
-                    f"{ref.name}: {host} answered HTTP {response.status_code} to GET /v2/"
-                )
             with self._lock:
                 self._challenges[host] = None
             return None
+
+    def _probe(self, ref: Reference) -> httpx.Response:
+        """``GET /v2/`` over each scheme the engine would try; remember the one that answers.
+
+        An insecure registry is tried over HTTPS without verification first and over plain
+        HTTP only when no TLS connection could be made, as the engine does; that failed
+        handshake is no HTTP request and is not counted.
+
+        Raises:
+            RegistryError: no scheme connects, or the answer is neither 200 nor 401.
+        """
+        *first, last = self._insecure.schemes(ref.registry)
+        tls_error: str | None = None
+        for scheme in first:
+            try:
+                response = self._send(ref, "GET", f"{scheme}://{ref.api_host}/v2/", {}, raw=True)
+            except httpx.TransportError as exc:
+                tls_error = f"{type(exc).__name__}: {exc}"
+                log.debug("registry.scheme_fallback", registry=ref.registry, error=tls_error)
+                continue
+            return self._probed(ref, scheme, response)
+        try:
+            response = self._send(ref, "GET", f"{last}://{ref.api_host}/v2/", {})
+            return self._probed(ref, last, response)
+        except RegistryError as exc:
+            if tls_error is None:
+                raise
+            raise RegistryError(f"{exc} (and over HTTPS: {tls_error})") from exc
+
+    def _probed(self, ref: Reference, scheme: str, response: httpx.Response) -> httpx.Response:
+        """Remember ``scheme`` for the host when ``response`` is 200 or 401; else raise.
+
+        Raises:
+            RegistryError: the registry answered something else.
+        """
+        if response.status_code != 401 and not response.is_success:
+            raise RegistryError(
+                f"{ref.name}: {ref.registry} answered HTTP {response.status_code} to GET /v2/"
+            )
+        with self._lock:
+            self._bases[ref.registry] = f"{scheme}://{ref.api_host}"
+        return response
 
     def _remember_challenge(self, ref: Reference, response: httpx.Response) -> Challenge:
         """Parse a 401's ``WWW-Authenticate`` (Bearer preferred) and cache it for the host.
@@ -349,15 +430,20 @@ class RegistryClient:
         url: str,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
+        *,
+        raw: bool = False,
     ) -> httpx.Response:
-        """Send one request, counting it for ``ref``'s registry.
+        """Send one request through ``ref``'s registry's pool, counting it for that registry.
 
         Raises:
-            RegistryError: any transport error or timeout, and any 5xx answer.
+            httpx.TransportError: with ``raw``, when no connection could be made (not counted).
+            RegistryError: any transport error or timeout, any 5xx answer, a bad certs folder.
         """
         try:
-            response = self._http.request(method, url, headers=headers, params=params)
+            response = self._http_for(ref).request(method, url, headers=headers, params=params)
         except httpx.HTTPError as exc:
+            if raw and isinstance(exc, httpx.TransportError):
+                raise
             self._count(ref.registry, 1)
             raise RegistryError(
                 f"{ref.name}: {method} to {urlsplit(url).netloc} failed: "
@@ -413,7 +499,48 @@ class RegistryClient:
         )
 
     def _base_url(self, ref: Reference) -> str:
-        return f"{self._insecure.scheme(ref.registry)}://{ref.api_host}"
+        """Where ``ref``'s registry answered its probe (HTTPS until it was probed)."""
+        with self._lock:
+            return self._bases.get(ref.registry) or f"https://{ref.api_host}"
+
+    def _http_for(self, ref: Reference) -> httpx.Client:
+        """The connection pool of ``ref``'s registry, made on first use with its TLS trust.
+
+        Raises:
+            RegistryError: the registry's certs folder cannot be used.
+        """
+        registry = ref.registry
+        with self._lock_for(("client", registry)):
+            with self._lock:
+                client = self._clients.get(registry)
+            if client is None:
+                verify = not self._insecure.is_insecure(registry)
+                client = httpx.Client(
+                    verify=registry_ssl_context(registry, self._certs_dir, verify=verify),
+                    timeout=self._timeout,
+                    follow_redirects=True,
+                    limits=httpx.Limits(max_connections=self._concurrency + 2),
+                )
+                with self._lock:
+                    self._clients[registry] = client
+            return client
+
+    def _note_registries(self, registries: Iterable[str]) -> None:
+        """Warn once when REPO_USER/REPO_PASS, set for every registry, meet a second one."""
+        if not self._credentials.unscoped:
+            return
+        with self._lock:
+            self._registries_seen.update(registries)
+            if self._unscoped_warned or len(self._registries_seen) < 2:
+                return
+            self._unscoped_warned = True
+            seen = sorted(self._registries_seen)
+        log.warning(
+            "config.credentials_unscoped",
+            setting="REPO_HOST",
+            registries=seen,
+            hint="REPO_USER/REPO_PASS are sent to every registry: set REPO_HOST to theirs",
+        )
 
     @staticmethod
     def _headers(authorization: str | None) -> dict[str, str]:
