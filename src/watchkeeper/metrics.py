@@ -10,7 +10,12 @@ Names (all prefixed ``watchkeeper_``): ``runs_total{trigger,outcome}``,
 ``run_duration_seconds``, ``containers{state}`` (last run), ``container_outcomes_total{state}``,
 ``rollbacks_total``, ``registry_requests_total{registry}``, ``registry_errors_total{registry}``,
 ``notifications_sent_total{channel}``, ``notifications_failed_total{channel}``,
-``last_success_timestamp_seconds``, ``run_in_progress``, ``runs_queued``, ``info{version}``.
+``last_success_timestamp_seconds``, ``run_in_progress``, ``runs_queued``, ``info{version}``,
+``engine_up{engine}`` (last run).
+
+A run is a ``failure`` (and the last-success time stays where it was) when a container failed
+or was rolled back, or an engine failed during the run: an engine whose containers could not
+even be listed must not look like a quiet success to the alert on that time.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from watchkeeper import __version__
 from watchkeeper.registry.digest import RegistryClient
-from watchkeeper.report import Report, State
+from watchkeeper.report import EngineState, Report, State
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Runs take from a fraction of a second (nothing new) to minutes (many health-checked swaps).
@@ -32,7 +37,8 @@ _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 def run_outcome(report: Report) -> str:
-    """``failure`` when an update failed or was rolled back, else ``success``."""
+    """``failure`` when an update failed or was rolled back or an engine failed, else
+    ``success``."""
     return "failure" if report.has_failures else "success"
 
 
@@ -110,13 +116,20 @@ class Metrics:
         )
         self.last_success = Gauge(
             "watchkeeper_last_success_timestamp_seconds",
-            "Unix time of the end of the last run without a failed or rolled back container",
+            "Unix time of the end of the last run without a failed or rolled back container "
+            "or an engine error",
             registry=r,
         )
         self.in_progress = Gauge(
             "watchkeeper_run_in_progress", "1 while a run is going", registry=r
         )
         self.queued = Gauge("watchkeeper_runs_queued", "Runs waiting to start", registry=r)
+        self.engine_up = Gauge(
+            "watchkeeper_engine_up",
+            "1 when the engine's containers were listed and checked in the last run, else 0",
+            ["engine"],
+            registry=r,
+        )
         info = Gauge("watchkeeper_info", "watchkeeper's version", ["version"], registry=r)
         info.labels(version=__version__).set(1)
 
@@ -135,6 +148,8 @@ class Metrics:
             if counts[str(state)]:
                 self.container_outcomes.labels(state=str(state)).inc(counts[str(state)])
         self.rollbacks.inc(counts[str(State.ROLLED_BACK)])
+        for engine in report.engines:
+            self.engine_up.labels(engine=engine.name).set(engine.state is EngineState.OK)
         if not report.has_failures:
             self.last_success.set(time.time())
 

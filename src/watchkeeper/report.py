@@ -1,7 +1,10 @@
-"""The report of one run (CONTRACT §8), shared by the CLI, the API, notifications and logs.
+"""The report of one run, shared by the CLI, the API, notifications and logs (README, "The report").
 
-A run produces one ``Report`` holding one ``ContainerOutcome`` per watched container; the counts
-are derived from the outcomes so they can never disagree with them.
+A run produces one ``Report`` holding one ``ContainerOutcome`` per watched container and one
+``EngineOutcome`` per engine; the counts are derived from them so they can never disagree.
+An engine that failed during the run has no container rows to show it, so its entry in
+``engines`` is where the failure is reported, and ``counts.engine_errors`` where it is counted:
+without them a run whose engine failed would look like a run with nothing to do.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class ContainerOutcome:
     log_tail: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON shape of CONTRACT §8."""
+        """Return the JSON shape described in the README, "The report"."""
         return {
             "name": self.name,
             "image": self.image,
@@ -61,6 +64,32 @@ class ContainerOutcome:
         }
 
 
+class EngineState(StrEnum):
+    """Whether an engine's containers could be listed and checked in a run."""
+
+    OK = "ok"
+    ERROR = "error"
+
+
+@dataclass
+class EngineOutcome:
+    """One engine of a run: ``error`` says why its containers could not be handled."""
+
+    name: str
+    state: EngineState = EngineState.OK
+    error: str | None = None
+    api_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one entry of the report's ``engines``."""
+        return {
+            "name": self.name,
+            "state": str(self.state),
+            "error": self.error,
+            "api_version": self.api_version,
+        }
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -73,10 +102,20 @@ class Report:
     started_at: datetime = field(default_factory=_now)
     finished_at: datetime | None = None
     containers: list[ContainerOutcome] = field(default_factory=list)
+    engines: list[EngineOutcome] = field(default_factory=list)
 
     def add(self, outcome: ContainerOutcome) -> None:
         """Record one container's outcome."""
         self.containers.append(outcome)
+
+    def add_engine(self, outcome: EngineOutcome) -> None:
+        """Record how one engine fared."""
+        self.engines.append(outcome)
+
+    @property
+    def engine_errors(self) -> list[EngineOutcome]:
+        """The engines whose containers could not be listed or checked."""
+        return [e for e in self.engines if e.state is EngineState.ERROR]
 
     def finish(self) -> Report:
         """Stamp the end of the run and return self."""
@@ -91,27 +130,30 @@ class Report:
         return (self.finished_at - self.started_at).total_seconds()
 
     def counts(self) -> dict[str, int]:
-        """Containers scanned and per state, with every state present."""
+        """Containers scanned and per state, with every state present, and engines in error."""
         result = {"scanned": len(self.containers)}
         for state in State:
             result[str(state)] = sum(1 for c in self.containers if c.state is state)
+        result["engine_errors"] = len(self.engine_errors)
         return result
 
     @property
     def has_failures(self) -> bool:
-        """True when an update failed or was rolled back: ``run --once`` then exits 1."""
-        return any(c.state in (State.FAILED, State.ROLLED_BACK) for c in self.containers)
+        """True when an update failed or was rolled back, or an engine failed: ``run --once``
+        then exits 1, NOTIFY_ON=failures sends, the last-success time stays."""
+        failed = any(c.state in (State.FAILED, State.ROLLED_BACK) for c in self.containers)
+        return failed or bool(self.engine_errors)
 
     @property
     def has_changes(self) -> bool:
         """True when something worth telling happened (NOTIFY_ON=changes)."""
-        return any(
+        return bool(self.engine_errors) or any(
             c.state in (State.UPDATED, State.FAILED, State.ROLLED_BACK, State.AVAILABLE)
             for c in self.containers
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON shape of CONTRACT §8."""
+        """Return the JSON shape described in the README, "The report"."""
         return {
             "host": self.host,
             "started_at": self.started_at.isoformat(),
@@ -119,4 +161,5 @@ class Report:
             "duration_s": round(self.duration_s, 3),
             "counts": self.counts(),
             "containers": [c.to_dict() for c in self.containers],
+            "engines": [e.to_dict() for e in self.engines],
         }

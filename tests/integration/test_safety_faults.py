@@ -77,7 +77,7 @@ def test_fault_registry_401_for_one_image_other_image_updated(
     start: Starter,
     tmp_path: Path,
 ) -> None:
-    """A registry refusing us (401) for one image: that one untouched, the other updated."""
+    """A registry answering 401 for one image: that one failed untouched, the other updated."""
     htpasswd = tmp_path / "htpasswd"
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
     htpasswd.write_text(f"ci:{hashed.replace('$2b$', '$2y$', 1)}\n")
@@ -97,9 +97,10 @@ def test_fault_registry_401_for_one_image_other_image_updated(
 
         result = run_watchkeeper("run", "--once", "--json", locked, other.name, env=no_credentials)
 
-        assert result.returncode == 0, result.stderr[-3000:]
+        # Credentials a person must provide are an error of the run, not a quiet skip.
+        assert result.returncode == 1, result.stderr[-3000:]
         rows = {row["name"]: row for row in result.report()["containers"]}
-        assert rows[locked]["state"] == "skipped"
+        assert rows[locked]["state"] == "failed"
         assert "requires credentials" in rows[locked]["error"]
         assert rows[other.name]["state"] == "updated"
         assert assert_service_intact(docker_client, locked, proof=PROOF)["Id"] == locked_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from watchkeeper.metrics import Metrics
-from watchkeeper.report import ContainerOutcome, Report, State
+from watchkeeper.report import ContainerOutcome, EngineOutcome, EngineState, Report, State
 
 
 class FakeRegistryClient:
@@ -105,3 +105,16 @@ def test_metrics_queue_state_read_at_scrape() -> None:
     assert value(metrics, "watchkeeper_runs_queued") == 2
     state.update(running=False, pending=0)
     assert value(metrics, "watchkeeper_run_in_progress") == 0
+
+
+def test_metrics_engine_error_counts_failure_keeps_last_success() -> None:
+    """A run whose engine failed is a failure: the last-success time does not move."""
+    metrics = Metrics()
+    report = report_of(State.FRESH)
+    report.add_engine(EngineOutcome("edge-1", EngineState.ERROR, "list containers: refused"))
+    report.add_engine(EngineOutcome("local"))
+    metrics.record_run("schedule", report)
+    assert value(metrics, "watchkeeper_runs_total", trigger="schedule", outcome="failure") == 1
+    assert value(metrics, "watchkeeper_last_success_timestamp_seconds") == 0
+    assert value(metrics, "watchkeeper_engine_up", engine="edge-1") == 0
+    assert value(metrics, "watchkeeper_engine_up", engine="local") == 1

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from watchkeeper.containers.engine import Engine
-from watchkeeper.errors import EngineError, RegistryError
+from watchkeeper.errors import EngineError, RegistryAuthError, RegistryError
 from watchkeeper.labels import container_name, read_bool_label
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.registry.reference import Reference, is_image_id, parse_reference
@@ -48,6 +48,8 @@ class Watched:
     local_digests: list[str] = field(default_factory=list)
     remote_digest: str | None = None
     error: str | None = None
+    # The registry refused the credentials or wants some that cannot be had: a person must act.
+    auth_failed: bool = False
     skip_reason: str | None = None
     # NO_PULL: the image ID the local tag points at, which the container moves to.
     target_image_id: str | None = None
@@ -172,6 +174,7 @@ def apply_answer(item: Watched, answer: str | RegistryError | None) -> None:
     else:
         item.verdict = Verdict.ERROR
         item.error = str(answer) if answer is not None else "no answer from the registry"
+        item.auth_failed = isinstance(answer, RegistryAuthError)
     event = "image.stale" if item.verdict is Verdict.STALE else "image.checked"
     log.info(
         event,

@@ -3,25 +3,35 @@
 A group is the stale containers that move together with every container depending on them
 (:func:`containers.order.plan_groups`). Each container is inspected again right before its
 group moves, so a container that an earlier group replaced or that changed since the run's
-snapshot is never swapped from a stale picture. The rows (CONTRACT §8):
+snapshot is never swapped from a stale picture. The rows (README, "What an update does"):
 
 - ``updated``: the replacement passed its gate; ``post-update`` runs in it (LIFECYCLE_HOOKS);
 - ``rolled_back``: a replacement (or a restarted dependent) started and failed its gate, the
-  group was rolled back; the failed container's last 20 log lines go with the row, and the digest
-  is remembered in the state store so it is not tried again until the registry moves on;
-- ``failed``: the engine refused a step before anything started (create, stop, start), the
-  group was restored; or rollback was disabled and the failed replacement was kept.
+  group was rolled back; the failed container's last 20 log lines go with the row;
+- ``failed``: the engine refused a step (create, stop, start) or the container is ``--rm``,
+  the group was restored; or rollback was disabled and the failed replacement was kept.
+
+Rows are built first (:func:`outcome_after_swap`, no side effect); then, for each, the digest
+is remembered or forgotten, the old image noted for cleanup, the row logged and the
+``post-update`` hook run, each by a function that says so. Which failures are remembered, and
+why, is in :mod:`actions.outcomes`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Watched
+from watchkeeper.actions.outcomes import (
+    Target,
+    UpdateContext,
+    forget_failed_digest,
+    log_outcome,
+    outcome_for,
+    remember_failed_digest,
+)
 from watchkeeper.actions.policy import move_for
 from watchkeeper.containers.engine import Engine, NotFoundError
 from watchkeeper.containers.hooks import run_hook
@@ -31,25 +41,9 @@ from watchkeeper.containers.swap import swap_group
 from watchkeeper.errors import EngineError
 from watchkeeper.report import ContainerOutcome, State
 
-if TYPE_CHECKING:
-    from watchkeeper.actions.update import UpdateContext
-
 log = structlog.get_logger()
 
 _RM_DEPENDENT = "AutoRemove (--rm): not restarted with what it depends on (it would vanish)"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A stale container cleared for update and the inspect of the image it moves to."""
-
-    item: Watched
-    new_image: dict[str, Any]
-
-
-def memory_key(engine: Engine, item: Watched) -> str:
-    """The state store key of a container's image: ``<engine>|<image reference>``."""
-    return f"{engine.host_label}|{item.image_ref}"
 
 
 def update_group(
@@ -64,11 +58,18 @@ def update_group(
     moves = _build_moves(ctx, group, targets, rows)
     result = swap_group(ctx.engine, list(moves.values()), ctx.names_by_id)
     duration = time.monotonic() - started
+    target_ids = {str(t.item.container["Id"]) for t in mine}
     for planned, move in ((p, moves[p.container_id]) for p in group if p.container_id in moves):
-        if planned.target:
-            rows.append(_target_row(ctx, targets[planned.container_id], move, result, duration))
-        else:
+        if not planned.target:
             _log_dependent(move, result, [t.item.name for t in mine])
+            continue
+        target = targets[planned.container_id]
+        row = outcome_after_swap(target, move, result, duration)
+        _remember_or_forget_digest(ctx, target, move, result, row, target_ids)
+        _log_swap_outcome(row, move, result)
+        if row.state is State.UPDATED:
+            _note_old_image_and_run_post_update(ctx, target, move)
+        rows.append(row)
     return rows
 
 
@@ -84,10 +85,12 @@ def _build_moves(
         try:
             move = _move(ctx, planned, targets)
         except EngineError as exc:
+            log.warning("container.vanished", container=planned.name, error=str(exc))
             if planned.target:
                 target = targets[planned.container_id]
-                rows.append(_row(target, State.FAILED, error=str(exc), reason="not touched"))
-            log.warning("container.vanished", container=planned.name, error=str(exc))
+                row = _row(target, State.FAILED, error=str(exc), reason="not touched")
+                log_outcome(row)
+                rows.append(row)
             continue
         if not planned.recreate and auto_remove_refusal(move.container) is not None:
             # Stopped, a --rm container vanishes: it is left running rather than blocking
@@ -121,59 +124,27 @@ def _move(ctx: UpdateContext, planned: Planned, targets: dict[str, Target]) -> M
 
 
 def _row(target: Target, state: State, **extra: Any) -> ContainerOutcome:
-    """A report row for a target, pre-filled from its check."""
-    item = target.item
-    return ContainerOutcome(
-        name=item.name,
-        image=item.image_ref,
-        state=state,
-        old_image_id=item.image_id,
-        new_image_id=str(target.new_image["Id"]),
-        old_digest=item.local_digest,
-        new_digest=item.remote_digest,
-        **extra,
-    )
+    """A report row for a target, pre-filled from its check and its new image."""
+    return outcome_for(target.item, state, new_image=target.new_image, **extra)
 
 
-def _target_row(
-    ctx: UpdateContext, target: Target, move: Move, result: GroupResult, duration: float
+def outcome_after_swap(
+    target: Target, move: Move, result: GroupResult, duration: float
 ) -> ContainerOutcome:
-    """The row of one target after its group's swap; remembers a rolled-back digest."""
-    kept = next((f for f in result.kept if f.move is move), None)
+    """The row of one target after its group's swap; builds it, does nothing else."""
     if result.failure is not None:
-        return _failed_row(ctx, target, move, result.failure, result.restored, duration)
+        return _failed_outcome(target, move, result.failure, result.restored, duration)
+    kept = next((f for f in result.kept if f.move is move), None)
     if kept is not None:
-        row = _row(
+        return _row(
             target, State.FAILED, error=kept.error, duration_s=duration, log_tail=kept.log_tail,
             reason="rollback disabled: the failed new container was kept",
         )  # fmt: skip
-        _log_row("container.update_failed", row)
-        return row
-    ctx.old_images.add(target.item.image_id)
-    if ctx.state is not None:
-        ctx.state.forget("failed", memory_key(ctx.engine, target.item))
-    row = _row(target, State.UPDATED, duration_s=duration)
-    log.info(
-        "container.updated",
-        container=row.name,
-        container_id=move.new_id,
-        image=row.image,
-        local_digest=row.old_digest,
-        remote_digest=row.new_digest,
-        duration_s=round(duration, 3),
-    )
-    if ctx.settings.lifecycle_hooks and move.new_id is not None:
-        _post_update(ctx.engine, move.new_id)
-    return row
+    return _row(target, State.UPDATED, duration_s=duration)
 
 
-def _failed_row(
-    ctx: UpdateContext,
-    target: Target,
-    move: Move,
-    failure: Failure,
-    restored: bool,
-    duration: float,
+def _failed_outcome(
+    target: Target, move: Move, failure: Failure, restored: bool, duration: float
 ) -> ContainerOutcome:
     """``rolled_back`` (a container failed its gate) or ``failed`` (an earlier step did)."""
     mine = failure.move is move
@@ -183,38 +154,59 @@ def _failed_row(
         what = "new container failed its health gate" if mine else (
             f"rolled back with {failure.move.name}, which failed its health gate"
         )  # fmt: skip
-        if ctx.state is not None:
-            digest = target.item.remote_digest or str(target.new_image["Id"])
-            ctx.state.put("failed", memory_key(ctx.engine, target.item), digest)
     else:
         state = State.FAILED
         what = f"{failure.phase} failed" if mine else f"not updated: {failure.move.name} failed"
     tail = failure.log_tail if mine or not failure.move.recreate else []
-    row = _row(
+    return _row(
         target, state, error=failure.error, reason=f"{what}; {back}", duration_s=duration,
         log_tail=tail,
     )  # fmt: skip
-    event = "container.rolled_back" if state is State.ROLLED_BACK else "container.update_failed"
-    _log_row(event, row, restored=restored)
-    return row
 
 
-def _log_row(event: str, row: ContainerOutcome, **extra: Any) -> None:
-    """Log a failed or rolled-back row with the fixed keys."""
-    log.error(
-        event,
-        container=row.name,
-        image=row.image,
-        local_digest=row.old_digest,
-        remote_digest=row.new_digest,
-        reason=row.reason,
-        error=row.error,
-        duration_s=round(row.duration_s, 3),
-        **extra,
-    )
+def _remember_or_forget_digest(
+    ctx: UpdateContext,
+    target: Target,
+    move: Move,
+    result: GroupResult,
+    row: ContainerOutcome,
+    target_ids: set[str],
+) -> None:
+    """Write the state store: an update forgets a failed digest; a swap failure remembers it.
+
+    The digest is remembered when the failing container is this target, or one that is no
+    target of the group (a dependent restarted with it: it would fail again the same way). A
+    target that failed only because another target did is not: that one is remembered, and
+    this one moves on its own next poll.
+    """
+    if row.state is State.UPDATED:
+        forget_failed_digest(ctx, target.item)
+        return
+    failure = result.failure
+    if failure is None:
+        return  # rollback disabled: the new container is kept, nothing will be retried
+    if failure.move is move or failure.move.old_id not in target_ids:
+        remember_failed_digest(ctx, target)
 
 
-def _post_update(engine: Engine, container_id: str) -> None:
+def _log_swap_outcome(row: ContainerOutcome, move: Move, result: GroupResult) -> None:
+    """Log one target's row; ``restored`` with a failure, the new ID with an update."""
+    if row.state is State.UPDATED:
+        log_outcome(row, container_id=move.new_id)
+    elif result.failure is not None:
+        log_outcome(row, restored=result.restored)
+    else:
+        log_outcome(row)
+
+
+def _note_old_image_and_run_post_update(ctx: UpdateContext, target: Target, move: Move) -> None:
+    """After an update: the old image becomes a cleanup candidate; ``post-update`` runs."""
+    ctx.old_images.add(target.item.image_id)
+    if ctx.settings.lifecycle_hooks and move.new_id is not None:
+        _run_post_update_hook(ctx.engine, move.new_id)
+
+
+def _run_post_update_hook(engine: Engine, container_id: str) -> None:
     """Run ``post-update`` in the new container; its failure is logged, nothing is undone."""
     try:
         container = engine.inspect_container(container_id)

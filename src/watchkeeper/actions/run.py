@@ -1,7 +1,10 @@
-"""One run: select, check, update, clean up, and return the Report (CONTRACT §8).
+"""One run: select, check, update, clean up, and return the Report (README, "The report").
 
 The run is the unit the scheduler, the API and ``run --once`` all trigger; it logs
-``run.started`` and exactly one ``run.finished`` with the counts.
+``run.started`` and exactly one ``run.finished`` with the counts. An engine that fails during
+the run (its containers cannot be listed, say) is an error of the run, never a silent gap: it
+gets an ``error`` entry in the report's ``engines`` (``engine.failed`` in the log), counts in
+``engine_errors``, and the other engines go on.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ import structlog
 
 from watchkeeper.actions.check import Verdict, Watched, check_containers
 from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
+from watchkeeper.actions.outcomes import UpdateContext
 from watchkeeper.actions.select import image_matches, select_containers
-from watchkeeper.actions.update import UpdateContext, outcome_without_update, update_stale
+from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_name
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import RegistryClient
-from watchkeeper.report import ContainerOutcome, Report, State
+from watchkeeper.report import ContainerOutcome, EngineOutcome, EngineState, Report, State
 from watchkeeper.settings import Settings
 from watchkeeper.state import StateStore
 
@@ -86,9 +90,11 @@ def run_once(
             "run.started", trigger=trigger, names=list(names) or None, images=list(images) or None
         )
         for engine in services.engines:
-            for outcome in run_engine(services, engine, names, images):
+            outcomes, engine_outcome = run_engine(services, engine, names, images)
+            for outcome in outcomes:
                 outcome.host = engine.host_label
                 report.add(outcome)
+            report.add_engine(engine_outcome)
         report.finish()
         log.info(
             "run.finished",
@@ -101,16 +107,43 @@ def run_once(
 
 def run_engine(
     services: Services, engine: Engine, names: Sequence[str], images: Sequence[str] = ()
-) -> list[ContainerOutcome]:
-    """Check and update the containers of one engine."""
+) -> tuple[list[ContainerOutcome], EngineOutcome]:
+    """Check and update the containers of one engine: their rows, and how the engine fared.
+
+    An EngineError that ends the engine's part of the run (its containers cannot be listed)
+    is returned as the engine's ``error``, with the rows settled before it.
+    """
+    outcomes: list[ContainerOutcome] = []
+    try:
+        _check_and_update(services, engine, names, images, outcomes)
+    except EngineError as exc:
+        log.error("engine.failed", engine=engine.host_label, error=str(exc))
+        return outcomes, _engine_outcome(engine, error=str(exc))
+    return outcomes, _engine_outcome(engine)
+
+
+def _engine_outcome(engine: Engine, error: str | None = None) -> EngineOutcome:
+    """The report's entry for ``engine``: ``ok``, or ``error`` with the reason."""
+    state = EngineState.OK if error is None else EngineState.ERROR
+    return EngineOutcome(engine.host_label, state, error, api_version=engine.api_version)
+
+
+def _check_and_update(
+    services: Services,
+    engine: Engine,
+    names: Sequence[str],
+    images: Sequence[str],
+    outcomes: list[ContainerOutcome],
+) -> None:
+    """Hooks, check and update of one engine; appends its rows to ``outcomes``.
+
+    Raises EngineError when the engine fails beyond one container (listing its containers).
+    """
     settings = services.settings
     if settings.lifecycle_hooks:
         run_pre_check_hooks(engine, settings, names, images)
-    try:
-        watched, outcomes, snapshots = check_engine(services, engine, names, images)
-    except EngineError as exc:
-        log.error("engine.failed", engine=engine.host_label, error=str(exc))
-        return []
+    watched, skipped, snapshots = check_engine(services, engine, names, images)
+    outcomes += skipped
     stale = [w for w in watched if w.verdict is Verdict.STALE]
     outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]
     if services.state is None:
@@ -126,4 +159,3 @@ def run_engine(
     outcomes += update_stale(ctx, stale)
     if settings.lifecycle_hooks:
         run_post_check_hooks(engine, [w.name for w in watched])
-    return outcomes

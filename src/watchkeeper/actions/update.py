@@ -3,12 +3,15 @@
 Order of one engine's update, and why:
 
 1. rows that need nothing pulled are settled first: monitor-only (``available``), a digest that
-   was rolled back before and is still the registry's (``skipped``, not tried again until the
-   registry moves on), containers in a dependency cycle (``skipped``);
+   failed or was rolled back before and is still the registry's (``skipped``, not tried again
+   until the registry moves on: :mod:`actions.outcomes` says which failures are remembered),
+   containers in a dependency cycle (``skipped``);
 2. each remaining image is pulled once (or, with NO_PULL, taken from the local tag); a failed
-   pull fails its containers and leaves them untouched; an unchanged image ID means nothing to do;
+   pull, or registry credentials that cannot be had for it (a failing credential helper), fails
+   its containers and leaves them untouched, and the next poll tries again; an unchanged image
+   ID means nothing to do;
 3. ``pre-update`` hooks (LIFECYCLE_HOOKS) run just before the swaps: exit 75 skips the container
-   this run, another non-zero exit fails it untouched;
+   this run, another non-zero exit fails it untouched (tried again next poll);
 4. the stale containers are planned into groups with their dependents (:mod:`containers.order`)
    and the groups are swapped one after another (:mod:`actions.groups`), each container gated
    before the next one starts, with rollback — ROLLING_RESTART's one-at-a-time is the default,
@@ -20,66 +23,47 @@ One container's failure is an outcome, never an exception that ends the run.
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from watchkeeper.actions.check import Verdict, Watched
-from watchkeeper.actions.groups import Target, memory_key, update_group
+from watchkeeper.actions.groups import update_group
+from watchkeeper.actions.outcomes import (
+    Target,
+    UpdateContext,
+    failed_before,
+    log_outcome,
+    outcome_for,
+)
 from watchkeeper.actions.policy import monitor_only, no_pull
-from watchkeeper.containers.engine import Engine
 from watchkeeper.containers.hooks import run_hook
 from watchkeeper.containers.order import DependencyGraph, cycle_reason, plan_groups
-from watchkeeper.errors import EngineError
-from watchkeeper.labels import container_name, read_bool_label
-from watchkeeper.registry.auth import CredentialStore, to_docker_auth_config
+from watchkeeper.errors import EngineError, RegistryAuthError
+from watchkeeper.labels import read_bool_label
+from watchkeeper.registry.auth import to_docker_auth_config
 from watchkeeper.report import ContainerOutcome, State
-from watchkeeper.settings import Settings
-from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
 
-
-@dataclass
-class UpdateContext:
-    """What the update needs from the outside: one engine, credentials, settings, a stop flag,
-    the run's snapshot of every container, and the state store (failed digests)."""
-
-    engine: Engine
-    credentials: CredentialStore
-    settings: Settings
-    stop: threading.Event = field(default_factory=threading.Event)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
-    old_images: set[str] = field(default_factory=set)
-    state: StateStore | None = None
-
-    @property
-    def names_by_id(self) -> dict[str, str]:
-        """Container ID -> name at the start of the run (pins ``container:`` modes by name)."""
-        return {c["Id"]: container_name(c) for c in self.snapshots}
-
-
-def outcome_for(item: Watched, state: State, **extra: Any) -> ContainerOutcome:
-    """An outcome pre-filled from the check of one container."""
-    return ContainerOutcome(
-        name=item.name,
-        image=item.image_ref,
-        state=state,
-        old_image_id=item.image_id,
-        old_digest=item.local_digest,
-        new_digest=item.remote_digest,
-        **extra,
-    )
+__all__ = ["UpdateContext", "outcome_without_update", "update_stale"]
 
 
 def outcome_without_update(item: Watched) -> ContainerOutcome:
-    """The outcome of a container that the check already settled (fresh, pinned, error...)."""
+    """The outcome of a container that the check already settled (fresh, pinned, error...).
+
+    A registry that refused the credentials (or wants some that cannot be had) is ``failed``:
+    it will not pass by itself, so it is an error of the run (exit 1, NOTIFY_ON=failures). A
+    registry that could not be asked (down, timeout, 5xx) is ``skipped``: the next poll asks
+    again.
+    """
     if item.verdict is Verdict.FRESH:
         return outcome_for(item, State.FRESH)
+    if item.verdict is Verdict.ERROR and item.auth_failed:
+        reason = "the registry refused the credentials; container untouched"
+        return outcome_for(item, State.FAILED, error=item.error, reason=reason)
     if item.verdict is Verdict.ERROR:
         return outcome_for(item, State.SKIPPED, error=item.error, reason="registry check failed")
     return outcome_for(item, State.SKIPPED, reason=item.skip_reason or str(item.verdict))
@@ -95,7 +79,7 @@ def update_stale(ctx: UpdateContext, watched: Sequence[Watched]) -> list[Contain
         if settled is None:
             pending.append(item)
         else:
-            _log_outcome(settled)
+            log_outcome(settled)
             outcomes.append(settled)
     targets = _prepare_targets(ctx, pending, outcomes)
     plan = plan_groups(
@@ -118,9 +102,9 @@ def _settled_without_pull(
     if monitor_only(ctx.settings, item.container):
         return outcome_for(item, State.AVAILABLE, reason="monitor-only")
     digest = item.remote_digest or item.target_image_id
-    if ctx.state is not None and ctx.state.is_failed(memory_key(ctx.engine, item), digest):
+    if failed_before(ctx, item, digest):
         short = (digest or "").removeprefix("sha256:")[:12]
-        reason = f"{short} failed and was rolled back before; waiting for a newer image"
+        reason = f"{short} failed or was rolled back before; waiting for a newer image"
         return outcome_for(item, State.SKIPPED, reason=reason)
     cycle = graph.cycle_of(str(item.container["Id"]))
     if cycle is not None:
@@ -134,7 +118,7 @@ def _prepare_targets(
     """Pull each image once and run the pre-update hooks; return the containers to update.
 
     Containers whose pull or hook failed, or whose image did not change, get their outcome
-    in ``outcomes`` instead.
+    in ``outcomes`` instead (logged); none of these failures is remembered.
     """
     by_image: dict[str, list[Watched]] = defaultdict(list)
     for item in pending:
@@ -143,15 +127,14 @@ def _prepare_targets(
     for image_ref, items in by_image.items():
         try:
             new_image = _new_image(ctx, items[0])
-        except EngineError as exc:
+        except (EngineError, RegistryAuthError) as exc:
             log.error("image.pull_failed", image=image_ref, error=str(exc))
-            for item in items:
-                outcomes.append(outcome_for(item, State.FAILED, error=f"pull failed: {exc}"))
+            outcomes += [_pull_failed_outcome(item, exc) for item in items]
             continue
         for item in items:
             if item.image_id == new_image["Id"]:
                 # A new index whose manifest for this platform did not change: nothing to do.
-                outcomes.append(outcome_for(item, State.FRESH, new_image_id=new_image["Id"]))
+                outcomes.append(outcome_for(item, State.FRESH, new_image=new_image))
             else:
                 targets[str(item.container["Id"])] = Target(item, new_image)
     if ctx.settings.lifecycle_hooks:
@@ -159,10 +142,24 @@ def _prepare_targets(
     return targets
 
 
+def _pull_failed_outcome(item: Watched, exc: Exception) -> ContainerOutcome:
+    """The logged ``failed`` row of a container whose new image could not be had."""
+    if isinstance(exc, RegistryAuthError):
+        reason = "registry credentials could not be had for the pull; container untouched"
+        outcome = outcome_for(item, State.FAILED, error=f"pull failed: {exc}", reason=reason)
+    else:
+        outcome = outcome_for(
+            item, State.FAILED, error=f"pull failed: {exc}", reason="container untouched"
+        )
+    log_outcome(outcome)
+    return outcome
+
+
 def _new_image(ctx: UpdateContext, item: Watched) -> dict[str, Any]:
     """The inspect of the image the container moves to: pulled, or the local tag (NO_PULL).
 
-    Raises EngineError (PullError) when it cannot be had.
+    Raises EngineError (PullError) when it cannot be had, RegistryAuthError when the
+    registry's credentials cannot be had (a credential helper failed).
     """
     if no_pull(ctx.settings, item.container):
         image = ctx.engine.inspect_image(item.target_image_id or item.image_ref)
@@ -179,7 +176,8 @@ def _new_image(ctx: UpdateContext, item: Watched) -> dict[str, Any]:
 def pull_image(ctx: UpdateContext, item: Watched) -> str:
     """Pull the container's tag with the registry's credentials; return the new image ID.
 
-    Raises EngineError (PullError) when the pull fails.
+    Raises EngineError (PullError) when the pull fails, RegistryAuthError when a credential
+    helper fails.
     """
     ref = item.reference
     if ref is None or ref.tag is None:
@@ -206,31 +204,21 @@ def _run_pre_update_hooks(
         del targets[cid]
         if result.skip:
             outcome = outcome_for(
-                target.item, State.SKIPPED, reason="pre-update hook asked to skip (exit 75)"
+                target.item,
+                State.SKIPPED,
+                new_image=target.new_image,
+                reason="pre-update hook asked to skip (exit 75)",
             )
         else:
             outcome = outcome_for(
                 target.item,
                 State.FAILED,
+                new_image=target.new_image,
                 error=result.describe(),
                 reason="pre-update hook failed; container untouched",
             )
-        _log_outcome(outcome)
+        log_outcome(outcome)
         outcomes.append(outcome)
-
-
-def _log_outcome(outcome: ContainerOutcome) -> None:
-    """``container.skipped`` / ``container.update_failed`` for a row settled without a swap."""
-    event = "container.update_failed" if outcome.state is State.FAILED else "container.skipped"
-    if outcome.state in (State.FAILED, State.SKIPPED, State.AVAILABLE):
-        log.info(
-            event if outcome.state is not State.AVAILABLE else "container.available",
-            container=outcome.name,
-            image=outcome.image,
-            remote_digest=outcome.new_digest,
-            reason=outcome.reason,
-            error=outcome.error,
-        )
 
 
 def remove_old_images(ctx: UpdateContext) -> None:

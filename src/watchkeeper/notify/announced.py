@@ -92,10 +92,12 @@ class Announcements:
 
 
 def _copy_with(report: Report, containers: list[ContainerOutcome]) -> Report:
-    """A copy of ``report`` holding only ``containers``, to decide on the news alone."""
+    """A copy of ``report`` holding only ``containers`` (and every engine: an engine in error
+    is news at every run, like a failed container), to decide on the news alone."""
     return Report(
         host=report.host,
         started_at=report.started_at,
         finished_at=report.finished_at,
         containers=list(containers),
+        engines=list(report.engines),
     )

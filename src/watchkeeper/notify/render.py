@@ -125,6 +125,8 @@ def render_subject(report: Report, title_tag: str | None = None) -> str:
     parts = [
         f"{counts[str(state)]} {label}" for state, label in SUBJECT_COUNTS if counts[str(state)]
     ]
+    if counts["engine_errors"]:
+        parts.append(f"{counts['engine_errors']} engine unreachable")
     prefix = f"[{title_tag}] " if title_tag else ""
     return f"{prefix}watchkeeper on {report.host}: {', '.join(parts) or 'no changes'}"
 
