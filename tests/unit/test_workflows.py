@@ -162,3 +162,20 @@ def test_dependabot_keeps_pins_and_python_dependencies_current(ecosystem: str) -
     assert len(entries) == 1
     assert entries[0]["directory"] == "/"
     assert entries[0]["schedule"]["interval"] in {"daily", "weekly", "monthly"}
+
+
+def test_readme_shows_the_pipeline_and_the_verify_commands() -> None:
+    """The CI/CD table names the new jobs; the verify commands name this workflow and issuer."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## CI/CD pipeline") : text.index("## Security")]
+    jobs = load("release.yml")["jobs"]
+    for job in ("image", "scan", "sign", "publish", "notify", "deploy"):
+        assert job in jobs
+        assert f"job `{job}`" in section, job
+    assert "gh attestation verify oci://ghcr.io/<owner>/watchkeeper:<tag>" in section
+    assert "cosign verify ghcr.io/<owner>/watchkeeper:<tag>" in section
+    assert "https://token.actions.githubusercontent.com" in section
+    assert r"\.github/workflows/release\.yml@refs/" in section
+    for path in ("requirements.txt", "scripts/lock", ".trivyignore", ".github/dependabot.yml"):
+        assert path in section, path
+        assert (ROOT / path).exists(), path
