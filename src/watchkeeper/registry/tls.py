@@ -6,7 +6,8 @@ every ``*.crt`` is an extra CA, every ``*.cert`` with the ``*.key`` of the same 
 certificate (a ``.cert`` without its ``.key``, or the reverse, is an error for that registry).
 For a registry it treats as insecure it still presents those client certificates but skips
 verification. :func:`registry_ssl_context` builds the same trust for one registry: the system
-store, certifi's bundle (for slim images without a system store), then the registry's folder.
+store, certifi's bundle (for slim images without a system store; certifi is a dependency of
+httpx, pinned in requirements.txt), then the registry's folder.
 The base folder is the ``REGISTRY_CERTS_DIR`` setting, so the container image can mount the
 host's ``/etc/docker/certs.d`` read-only.
 """
