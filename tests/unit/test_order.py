@@ -18,13 +18,20 @@ def container(
     labels: dict[str, str] | None = None,
     links: list[str] | None = None,
     network_mode: str = "default",
+    pid_mode: str = "",
+    ipc_mode: str = "private",
 ) -> dict[str, Any]:
     """A minimal inspect dict; the ID is the name padded to 64 hex-ish characters."""
     return {
         "Id": (name.encode().hex() + "0" * 64)[:64],
         "Name": f"/{name}",
         "Config": {"Labels": labels or {}},
-        "HostConfig": {"Links": links, "NetworkMode": network_mode},
+        "HostConfig": {
+            "Links": links,
+            "NetworkMode": network_mode,
+            "PidMode": pid_mode,
+            "IpcMode": ipc_mode,
+        },
         "State": {"Running": True},
     }
 
@@ -63,6 +70,17 @@ def test_graph_every_dependency_kind_is_an_edge() -> None:
         "auth": {"compose"},
     }
     assert graph.parents[side["Id"]] == {vpn["Id"]: {"network"}}
+
+
+def test_graph_pid_and_ipc_container_modes_are_edges() -> None:
+    """``--pid container:x`` and ``--ipc container:x`` (by ID, as inspect shows them) are edges."""
+    x = container("x", ipc_mode="shareable")
+    both = container("both", pid_mode=f"container:{x['Id']}", ipc_mode=f"container:{x['Id']}")
+    host = container("host", pid_mode="host", ipc_mode="host")
+    graph = DependencyGraph([x, both, host])
+    assert graph.parents[both["Id"]] == {x["Id"]: {"pid", "ipc"}}
+    assert graph.parents[host["Id"]] == {}
+    assert graph.parents[x["Id"]] == {}
 
 
 def test_graph_unknown_names_and_other_projects_are_ignored() -> None:
@@ -115,6 +133,19 @@ def test_plan_network_and_link_dependents_are_recreated_label_ones_restarted() -
         "labelled": False,
     }
     assert group[0].name == "vpn"
+
+
+def test_plan_pid_and_ipc_dependents_are_recreated_after_parent() -> None:
+    """Children in x's PID or IPC namespace get new containers, started after x."""
+    x = container("x", ipc_mode="shareable")
+    pid = container("pid", pid_mode=f"container:{x['Id']}")
+    ipc = container("ipc", ipc_mode="container:x")
+    (group,) = plan_groups(DependencyGraph([pid, ipc, x]), ids(x)).groups
+    assert [(p.name, p.target, p.recreate) for p in group] == [
+        ("x", True, True),
+        ("ipc", False, True),
+        ("pid", False, True),
+    ]
 
 
 def test_plan_unrelated_targets_on_one_image_move_one_at_a_time() -> None:

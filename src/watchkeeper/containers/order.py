@@ -1,15 +1,18 @@
-"""Pure: which containers depend on which (CONTRACT §4), and in what order a group moves.
+"""Pure: which containers depend on which, and in what order a group moves.
 
 A container depends on another through any of: the ``watchkeeper.depends-on`` label and its
-Watchtower twin (both are read: the union), a legacy link, ``network_mode: container:<x>``, and
-compose's ``com.docker.compose.depends_on`` label (service names, resolved within the same
-compose project). From a run's snapshot of every container, :class:`DependencyGraph` holds
-those edges, and :func:`plan_groups` turns the stale containers into groups that move together:
-each stale container with every container that (transitively) depends on it. Within a group,
-dependents stop before what they depend on and start after it (``Planned`` items are in start
-order). A dependent is *recreated* when it shares the network namespace of, or links to, a
-recreated container (both break otherwise); else it is only restarted. Containers in a
-dependency cycle cannot be ordered: they are left out with a reason, the rest goes on.
+Watchtower twin (both are read: the union), a legacy link, a namespace shared with
+``container:<x>`` (``network_mode``, ``--pid``, ``--ipc``), and compose's
+``com.docker.compose.depends_on`` label (service names, resolved within the same compose
+project); the README's "What an update does" lists them for users. From a run's snapshot of
+every container, :class:`DependencyGraph` holds those edges, and :func:`plan_groups` turns the
+stale containers into groups that move together: each stale container with every container that
+(transitively) depends on it. Within a group, dependents stop before what they depend on and
+start after it (``Planned`` items are in start order). A dependent is *recreated* when it
+shares a namespace of, or links to, a recreated container (its mode would name the removed
+container, and a shared PID namespace dies with the parent's PID 1); else it is only
+restarted. Containers in a dependency cycle cannot be ordered: they are left out with a
+reason, the rest goes on.
 
 No I/O here: inputs are inspect dicts.
 """
@@ -26,8 +29,11 @@ DEPENDS_ON_LABELS = ("watchkeeper.depends-on", "com.centurylinklabs.watchtower.d
 COMPOSE_DEPENDS_ON = "com.docker.compose.depends_on"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+# ``HostConfig`` fields that may name another container's namespace (``container:<x>``), and
+# the edge kind each one makes.
+NAMESPACE_MODES = {"NetworkMode": "network", "PidMode": "pid", "IpcMode": "ipc"}
 # Edge kinds after which a dependent must get a new container, not only a restart.
-RECREATE_KINDS = frozenset({"network", "link"})
+RECREATE_KINDS = frozenset({"link", *NAMESPACE_MODES.values()})
 
 
 @dataclass(frozen=True)
@@ -87,9 +93,10 @@ class DependencyGraph:
         host_config = container.get("HostConfig") or {}
         for link in host_config.get("Links") or []:
             found.append((self._resolve(link.partition(":")[0]), "link"))
-        mode = str(host_config.get("NetworkMode") or "")
-        if mode.startswith("container:"):
-            found.append((self._resolve(mode.removeprefix("container:")), "network"))
+        for field_name, kind in NAMESPACE_MODES.items():
+            mode = str(host_config.get(field_name) or "")
+            if mode.startswith("container:"):
+                found.append((self._resolve(mode.removeprefix("container:")), kind))
         found += [(cid, "compose") for cid in self._compose_dependencies(labels)]
         return [(cid, kind) for cid, kind in found if cid is not None]
 
@@ -277,7 +284,7 @@ def _components(graph: DependencyGraph, members: set[str]) -> list[set[str]]:
 def find_dependents(
     snapshots: list[dict[str, Any]], container: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Containers that share ``container``'s network namespace or link to it (must follow it).
+    """Containers that share a namespace of ``container`` or link to it (must follow it).
 
     Raises nothing.
     """
