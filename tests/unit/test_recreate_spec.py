@@ -21,6 +21,7 @@ from watchkeeper.containers.recreate import (
     COMPOSE_IMAGE_LABEL,
     CreateSpec,
     build_create_spec,
+    unplanned_image,
 )
 from watchkeeper.containers.swap import aside_name
 
@@ -160,6 +161,17 @@ def test_spec_entrypoint_override_keeps_cmd_as_is(api_version: str) -> None:
     assert spec_of("", api_version, container=container).body["Cmd"] == ["sleep 3600"]
 
 
+def test_spec_entrypoint_equal_to_image_without_cmd_keeps_cmd_away(api_version: str) -> None:
+    """``--entrypoint`` equal to the image's and no command: the entrypoint is sent, no Cmd,
+    so the engine does not fill in the image's CMD."""
+    data = record(api_version)
+    container = data["containers"]["plain"]
+    container["Config"]["Cmd"] = None  # what the engine shows for --entrypoint without command
+    body = spec_of("", api_version, container=container).body
+    assert body["Entrypoint"] == data["old_image"]["Config"]["Entrypoint"]
+    assert "Cmd" not in body
+
+
 def test_spec_entrypoint_reset_by_user_stays_empty() -> None:
     """An entrypoint emptied by the user (``--entrypoint ""``) is sent as ``[]``, not left out."""
     container = record("1.41")["containers"]["entrypoint"]
@@ -216,6 +228,41 @@ def test_spec_container_network_mode_hostname_dropped_and_pinned_by_name(
     assert "NetworkingConfig" not in spec.body
     assert "MacAddress" not in spec.body
     assert spec.extra_networks == {}
+
+
+def test_spec_uts_host_hostname_dropped(api_version: str) -> None:
+    """``--uts host``: the host's name the engine filled in is not sent (the engine refuses
+    any hostname with that mode)."""
+    container = record(api_version)["containers"]["host_network"]
+    container["HostConfig"]["UTSMode"] = "host"
+    container["Config"]["Hostname"] = "the-docker-host"
+    assert "Hostname" not in spec_of("", api_version, container=container).body
+
+
+def test_spec_pid_and_ipc_container_modes_pinned_by_name(api_version: str) -> None:
+    """``--pid``/``--ipc container:<id>`` become ``container:<name>``, like the network mode."""
+    data = record(api_version)
+    parent = data["containers"]["plain"]
+    container = data["containers"]["full"]
+    container["HostConfig"]["PidMode"] = f"container:{parent['Id']}"
+    container["HostConfig"]["IpcMode"] = f"container:{parent['Id']}"
+    names_by_id = {parent["Id"]: parent["Name"]}
+    host_config = spec_of("", api_version, container=container, names_by_id=names_by_id).body[
+        "HostConfig"
+    ]
+    expected = "container:" + parent["Name"].lstrip("/")
+    assert (host_config["PidMode"], host_config["IpcMode"]) == (expected, expected)
+    assert host_config["NetworkMode"] == container["HostConfig"]["NetworkMode"]
+
+
+def test_spec_pid_and_ipc_modes_without_container_kept(api_version: str) -> None:
+    """``host``, ``shareable``, ``private`` and empty modes are carried unchanged."""
+    container = record(api_version)["containers"]["full"]
+    container["HostConfig"].update(PidMode="host", IpcMode="shareable")
+    host_config = spec_of("", api_version, container=container).body["HostConfig"]
+    assert (host_config["PidMode"], host_config["IpcMode"]) == ("host", "shareable")
+    plain = spec_of("plain", api_version).body["HostConfig"]
+    assert (plain["PidMode"], plain["IpcMode"]) == ("", "private")
 
 
 def test_spec_container_network_mode_unknown_id_kept(api_version: str) -> None:
@@ -275,6 +322,29 @@ def test_spec_anonymous_volume_at_bind_destination_skipped() -> None:
     container["HostConfig"]["Binds"] = ["/srv/host:/data:rw"]
     spec = spec_of("", container=container)
     assert anonymous["Name"] not in json.dumps(spec.body)
+
+
+def test_spec_volumes_from_read_only_volume_not_mounted(api_version: str) -> None:
+    """A volume reached through ``--volumes-from x:ro`` gets no writable mount of its own:
+    ``VolumesFrom`` brings it back read-only."""
+    container = record(api_version)["containers"]["plain"]
+    reached = next(m for m in container["Mounts"] if m["Destination"] == "/data")
+    reached["RW"] = False
+    container["HostConfig"]["VolumesFrom"] = ["data:ro"]
+    host_config = spec_of("", api_version, container=container).body["HostConfig"]
+    assert host_config["VolumesFrom"] == ["data:ro"]
+    assert reached["Name"] not in json.dumps(host_config.get("Mounts"))
+
+
+def test_spec_read_only_anonymous_volume_mounted_read_only(api_version: str) -> None:
+    """A read-only anonymous volume without ``VolumesFrom`` is carried over read-only."""
+    container = record(api_version)["containers"]["plain"]
+    anonymous = next(m for m in container["Mounts"] if m["Destination"] == "/data")
+    anonymous["RW"] = False
+    mounts = spec_of("", api_version, container=container).body["HostConfig"]["Mounts"]
+    assert mounts == [
+        {"Type": "volume", "Source": anonymous["Name"], "Target": "/data", "ReadOnly": True}
+    ]
 
 
 def test_spec_second_swap_does_not_add_mounts_again(api_version: str) -> None:
@@ -402,6 +472,23 @@ def test_spec_name_and_image_reference_kept(api_version: str) -> None:
     spec = spec_of("full", api_version)
     assert spec.name == data["containers"]["full"]["Name"].lstrip("/")
     assert spec.body["Image"] == "wk-record/app:1"
+
+
+def test_spec_image_id_is_planned_image(api_version: str) -> None:
+    """The spec names the planned image by ID; the body keeps the user's reference."""
+    data = record(api_version)
+    spec = spec_of("full", api_version)
+    assert spec.image_id == data["new_image"]["Id"]
+    assert spec.body["Image"] == data["containers"]["full"]["Config"]["Image"]
+
+
+def test_unplanned_image_planned_id_none_other_id_refused() -> None:
+    """A container created on the planned image passes; on another, the reason names both."""
+    spec = CreateSpec("side", {"Image": "app:1"}, image_id="sha256:" + "a" * 64)
+    assert unplanned_image(spec, "sha256:" + "a" * 64) is None
+    reason = unplanned_image(spec, "sha256:" + "b" * 64)
+    assert reason is not None
+    assert reason.startswith("side: app:1 now names image bbbbbbbbbbbb, not aaaaaaaaaaaa")
 
 
 def test_spec_build_leaves_inputs_untouched_and_is_json(api_version: str) -> None:

@@ -10,6 +10,7 @@ not know about is lost between the inspect of the old container and its replacem
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -27,7 +28,7 @@ import requests.exceptions
 import structlog
 import urllib3.exceptions
 
-from watchkeeper.containers.recreate import CreateSpec, parse_api_version
+from watchkeeper.containers.recreate import CreateSpec, parse_api_version, unplanned_image
 from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
 
 # urllib3's own errors escape requests while a streamed body (pull progress) is read.
@@ -235,10 +236,20 @@ class Engine:
             self._api.rename(container_id, new_name)
 
     def create_container(self, spec: CreateSpec) -> str:
-        """Create a container from the raw body of ``spec``; return its ID. Raises EngineError."""
+        """Create a container from the raw body of ``spec``; return its ID. Raises EngineError.
+
+        The engine resolves the body's image reference now: a container that got another
+        image than ``spec.image_id`` is removed again and refused (:func:`unplanned_image`).
+        """
         with _translated(f"create container {spec.name}"):
             created = self._api.create_container_from_config(spec.body, name=spec.name)
-        return str(created["Id"])
+        container_id = str(created["Id"])
+        refusal = unplanned_image(spec, str(self.inspect_container(container_id)["Image"]))
+        if refusal is not None:
+            with contextlib.suppress(EngineError):  # else left for the swap's undo, by name
+                self.remove_container(container_id, force=True)
+            raise EngineError(refusal)
+        return container_id
 
     def connect_network(self, network: str, container_id: str, endpoint: dict[str, Any]) -> None:
         """Connect a container to a network with a raw endpoint config. Raises EngineError."""

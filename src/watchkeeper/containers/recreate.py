@@ -6,7 +6,14 @@ image's defaults (its env, cmd, labels, healthcheck...) into the replacement, so
 defaults would never apply. :func:`build_create_spec` keeps the user's part only, by dropping
 every value equal to the old image's, and lets the engine merge the new image's defaults in.
 It also rewrites what names the old container (short-ID aliases and hostname, links and
-``container:`` modes by ID) and carries anonymous volumes over by name, so their data stays.
+``container:`` network, PID and IPC modes by ID) and carries anonymous volumes over by name, so
+their data stays.
+
+The body names the image as the user did (``Config.Image``: the engine stores the reference it
+is given, so creating from an image ID would turn the user's tag into a bare ID for good).
+The tag may name another image by the time the replacement is created (pulled by hand, a
+rolled-back update): :func:`unplanned_image` tells whether the created container got the
+image that was planned, :attr:`CreateSpec.image_id`.
 
 No I/O here: inputs are inspect dicts, so the rules are unit-tested against recorded JSON.
 """
@@ -18,6 +25,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from watchkeeper.containers.order import NAMESPACE_MODES
 
 # Bookkeeping labels an older watchkeeper put on replacements; never carried over.
 SWAP_LABEL_PREFIX = "watchkeeper.swap."
@@ -44,12 +53,15 @@ class CreateSpec:
     """What the engine needs to create the replacement.
 
     ``body`` is the raw JSON of ``POST /containers/create`` (Config fields, ``HostConfig``,
-    ``NetworkingConfig``); ``extra_networks`` maps each network the engine cannot take at
-    create (API < 1.44: only one endpoint) to the endpoint config to connect with before start.
+    ``NetworkingConfig``); ``image_id`` is the image the replacement was planned on (the
+    body's ``Image`` is the user's reference, which must still name it); ``extra_networks``
+    maps each network the engine cannot take at create (API < 1.44: only one endpoint) to the
+    endpoint config to connect with before start.
     """
 
     name: str
     body: dict[str, Any]
+    image_id: str
     extra_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -64,8 +76,10 @@ def build_create_spec(
     """The create request that recreates ``container`` on ``new_image`` with the user's settings.
 
     ``old_image`` is the inspect of the image the container runs (``container["Image"]``),
-    ``names_by_id`` maps container IDs to names (from the run's snapshot) so that a
-    ``container:<id>`` network mode can point at the parent's name. Raises nothing.
+    ``new_image`` the one planned for the replacement (the same one for a dependent that only
+    follows its parent); ``names_by_id`` maps container IDs to names (from the run's snapshot)
+    so that ``container:<id>`` network, PID and IPC modes can point at the parent's name.
+    Raises nothing.
     """
     endpoints_at_create = parse_api_version(api_version) >= _ENDPOINTS_AT_CREATE
     mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "default")
@@ -85,8 +99,36 @@ def build_create_spec(
             body["MacAddress"] = _legacy_mac(container, primary)
         body["NetworkingConfig"] = {"EndpointsConfig": at_create}
     return CreateSpec(
-        name=_strip_slash(container["Name"]), body=_drop_none(body), extra_networks=extra
+        name=_strip_slash(container["Name"]),
+        body=_drop_none(body),
+        image_id=str(new_image["Id"]),
+        extra_networks=extra,
     )
+
+
+def unplanned_image(spec: CreateSpec, created_image_id: str) -> str | None:
+    """Why a container created from ``spec`` on ``created_image_id`` must not be used, or None.
+
+    The engine resolves the user's reference at create time: when it names another image
+    than the planned one, the replacement would silently move to an image nobody planned (a
+    dependent that only follows its parent, onto a rolled-back or monitor-only image). Creating
+    from the ID instead would change the user's reference for good, so the swap is refused
+    before anything is stopped, with what the user can do. Raises nothing.
+    """
+    if created_image_id == spec.image_id:
+        return None
+    reference = spec.body.get("Image")
+    return (
+        f"{spec.name}: {reference} now names image {_short_image(created_image_id)}, not "
+        f"{_short_image(spec.image_id)} it was to be recreated on; not moved to an image "
+        f"nobody planned (tag {_short_image(spec.image_id)} as {reference} again, or update "
+        f"{spec.name} on its own first)"
+    )
+
+
+def _short_image(image_id: str) -> str:
+    """``sha256:0123456789ab…`` -> ``0123456789ab``, as ``docker images`` shows it."""
+    return image_id.removeprefix("sha256:")[:12]
 
 
 def parse_api_version(api_version: str) -> tuple[int, ...]:
@@ -157,6 +199,11 @@ def _command(config: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
         # An empty entrypoint over an image that had one is a user reset: ``[]`` keeps it
         # empty, while a missing field would bring the new image's entrypoint back.
         return {"Entrypoint": entrypoint or [], "Cmd": cmd}
+    if entrypoint and not cmd and image.get("Cmd"):
+        # No Cmd where the image has one: only an ``--entrypoint`` (here equal to the image's)
+        # keeps the engine from filling it in, so it is sent again; left out, the image's
+        # Cmd would come back.
+        return {"Entrypoint": entrypoint, "Cmd": None}
     if (cmd or None) == (image.get("Cmd") or None):
         cmd = None
     return {"Entrypoint": None, "Cmd": cmd}
@@ -176,9 +223,14 @@ def _healthcheck(
 
 
 def _hostname(container: dict[str, Any], mode: str) -> str | None:
-    """The user's hostname: not the engine's default (short ID), never in ``container:`` mode."""
+    """The user's hostname: not the engine's default (short ID), none in ``container:`` mode.
+
+    With ``--uts host`` the engine fills in the host's name and refuses any hostname at
+    create ("conflicting options: hostname and the UTS mode"): none can be the user's.
+    """
     hostname = (container.get("Config") or {}).get("Hostname") or None
-    if mode.startswith("container:") or hostname == _short_id(container):
+    uts_mode = (container.get("HostConfig") or {}).get("UTSMode") or ""
+    if mode.startswith("container:") or uts_mode == "host" or hostname == _short_id(container):
         return None
     return hostname
 
@@ -207,12 +259,19 @@ def _labels(
 def _host_config(
     container: dict[str, Any], mode: str, names_by_id: dict[str, str]
 ) -> dict[str, Any]:
-    """HostConfig as is, with links and ``container:`` pointing at names, anon volumes kept."""
+    """HostConfig as is, with links and ``container:`` pointing at names, anon volumes kept.
+
+    The engine shows ``container:`` network, PID and IPC modes by the parent's ID; once the
+    parent is recreated that ID is gone, its name is not.
+    """
     host_config = copy.deepcopy(container.get("HostConfig") or {})
     if host_config.get("Links"):
         host_config["Links"] = [_rewrite_link(link) for link in host_config["Links"]]
-    if mode.startswith("container:"):
-        host_config["NetworkMode"] = "container:" + _name_of(mode[10:], names_by_id)
+    for field_name in NAMESPACE_MODES:
+        namespace = str(host_config.get(field_name) or "")
+        if namespace.startswith("container:"):
+            parent = _name_of(namespace.removeprefix("container:"), names_by_id)
+            host_config[field_name] = "container:" + parent
     mounts = _mounts_with_anonymous_volumes(container, host_config)
     if mounts:
         host_config["Mounts"] = mounts
@@ -241,6 +300,9 @@ def _mounts_with_anonymous_volumes(
 
     Without them the engine would create fresh empty volumes for the image's VOLUMEs (and
     the user's ``-v /path``): naming the old ones carries the data over, as compose does.
+    A read-only one that is no ``--mount`` of the container's own was reached through
+    ``--volumes-from x:ro`` (the engine makes a container's own anonymous volumes writable):
+    ``VolumesFrom`` brings it back read-only, a mount of it would make it writable.
     """
     mounts: list[dict[str, Any]] = list(host_config.get("Mounts") or [])
     named = {mount.get("Source") for mount in mounts}
@@ -254,11 +316,22 @@ def _mounts_with_anonymous_volumes(
         if target in taken:
             continue
         unnamed = [m for m in mounts if m.get("Target") == target and not m.get("Source")]
+        read_only = mount.get("RW") is False
         if unnamed:
             unnamed[0]["Source"] = name  # a --mount without source: name the volume it got
+        elif read_only and host_config.get("VolumesFrom"):
+            continue
         elif not any(m.get("Target") == target for m in mounts):
-            mounts.append({"Type": "volume", "Source": name, "Target": target})
+            mounts.append(_volume_mount(name, target, read_only=read_only))
     return mounts
+
+
+def _volume_mount(name: str, target: str, *, read_only: bool) -> dict[str, Any]:
+    """A ``Mounts`` entry for the named volume at ``target``."""
+    mount: dict[str, Any] = {"Type": "volume", "Source": name, "Target": target}
+    if read_only:
+        mount["ReadOnly"] = True
+    return mount
 
 
 def _bind_destination(bind: str) -> str:
