@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Registry, WatchkeeperProcess, free_port, run_watchkeeper
 from tests.integration.conftest import FAST, StaleStarter
+from watchkeeper.containers.pause import PAUSE_AT_VARIABLE, PAUSE_DIR_VARIABLE
 
 TOKEN = "api-token-7f3a9c1e55"
 WRONG = "wrong-token-0b8d2e44"
@@ -133,29 +135,31 @@ def run_events(daemon: ApiDaemon) -> list[tuple[str, str]]:
     return [(e["event"], e["trigger"]) for e in daemon.events("run.started", "run.finished")]
 
 
-def test_api_two_updates_together_make_two_runs_never_overlapping(stale: StaleStarter) -> None:
-    """Two POSTs sent together: two runs, one after the other; each answers its own report."""
+def test_api_update_during_run_waits_for_it_then_gets_a_run_of_its_own(
+    stale: StaleStarter,
+) -> None:
+    """A POST while a run goes waits for it, then its own run starts; each answers its report."""
     container = stale("twice")
     daemon = ApiDaemon(container.name, env=quiet())
     answers: list[httpx.Response] = []
-    barrier = threading.Barrier(2)
 
     def post() -> None:
-        barrier.wait()
         answers.append(daemon.update())
 
     try:
         daemon.wait_for("startup")
-        threads = [threading.Thread(target=post) for _ in range(2)]
-        for thread in threads:
-            thread.start()
+        threads = [threading.Thread(target=post)]
+        threads[0].start()
+        daemon.wait_for("run.started", trigger="api")
+        threads.append(threading.Thread(target=post))
+        threads[1].start()
         for thread in threads:
             thread.join(timeout=120)
     finally:
         assert daemon.stop() == 0
     assert [a.status_code for a in answers] == [200, 200]
-    states = sorted(a.json()["containers"][0]["state"] for a in answers)
-    assert states == ["fresh", "updated"], "the second run starts after the first finished"
+    states = [a.json()["containers"][0]["state"] for a in answers]
+    assert states == ["updated", "fresh"], "the second run starts after the first finished"
     assert run_events(daemon) == [
         ("run.started", "api"),
         ("run.finished", "api"),
@@ -215,3 +219,61 @@ def test_api_listen_address_in_use_exits_2_naming_setting() -> None:
     assert result.returncode == 2
     assert "WATCHKEEPER_HTTP_API_LISTEN" in result.stderr
     assert "run.started" not in [e["event"] for e in result.events()]
+
+
+def post_and_hang_up(port: int, query: str) -> socket.socket:
+    """Send ``POST /v1/update?query`` with the token on a raw socket; the caller closes it."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        f"POST /v1/update?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_api_requests_during_run_share_next_run_and_hang_up_takes_its_run_back(
+    stale: StaleStarter, tmp_path: Path
+) -> None:
+    """Five POSTs during a run make one more run, all answered its report; a leaver's run goes."""
+    container = stale("joined")
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    env = quiet(**{PAUSE_AT_VARIABLE: "health_wait", PAUSE_DIR_VARIABLE: str(pauses)})
+    daemon = ApiDaemon(container.name, env=env)
+    answers: list[httpx.Response] = []
+
+    def post(**params: str) -> None:
+        answers.append(daemon.update(**params))
+
+    own_image = container.attrs["Config"]["Image"].rpartition(":")[0]
+    try:
+        daemon.wait_for("startup")
+        first = threading.Thread(target=post)
+        first.start()
+        daemon.wait_for("test.paused", step="health_wait")
+        waiting = [threading.Thread(target=post, kwargs={"image": own_image}) for _ in range(5)]
+        for thread in waiting:
+            thread.start()
+        for _ in range(4):
+            daemon.wait_for("run.joined", trigger="api")
+        leaver = post_and_hang_up(daemon.port, "image=example.org/other")
+        daemon.wait_for("run.queued", trigger="api")
+        leaver.close()
+        daemon.wait_for("run.withdrawn", images=["example.org/other"])
+        assert daemon.get("/v1/status").json()["queued"] == 1
+        (pauses / "health_wait").touch()
+        for thread in [first, *waiting]:
+            thread.join(timeout=120)
+    finally:
+        assert daemon.stop() == 0
+    assert [a.status_code for a in answers] == [200] * 6
+    reports = [a.json() for a in answers]
+    assert reports[0]["containers"][0]["state"] == "updated"
+    assert {r["started_at"] for r in reports[1:]} == {reports[1]["started_at"]}
+    assert reports[1]["containers"][0]["state"] == "fresh"
+    assert run_events(daemon) == [
+        ("run.started", "api"),
+        ("run.finished", "api"),
+        ("run.started", "api"),
+        ("run.finished", "api"),
+    ]
