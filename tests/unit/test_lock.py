@@ -108,7 +108,8 @@ def test_pyproject_dependencies_have_upper_bounds() -> None:
         if name in UNBOUNDED:
             continue
         assert any(spec.operator in ("<", "<=", "~=", "==") for spec in requirement.specifier), (
-            f"{requirement} has no upper bound"
+            f"{requirement} has no upper bound: add one below its next major (or list it in"
+            " UNBOUNDED with why), then run scripts/lock"
         )
 
 
