@@ -214,14 +214,28 @@ class _GroupSwap:
             move.old_image or move.new_image,
             move.new_image,
             api_version=self.engine.api_version,
-            names_by_id=self.names_by_id,
+            names_by_id={**self.names_by_id, **self._replacements()},
         )
         temporary = next_name(move.name, move.old_id)
-        move.new_id = self.engine.create_container(replace(spec, name=temporary))
+        body = _links_to_replacements(spec.body, self._replacements(by_name=True))
+        move.new_id = self.engine.create_container(replace(spec, name=temporary, body=body))
         move.logger().info("container.created", container_id=move.new_id, temporary_name=temporary)
         pause_point("created")
         for network, endpoint in spec.extra_networks.items():
             self.engine.connect_network(network, move.new_id, endpoint)
+
+    def _replacements(self, *, by_name: bool = False) -> dict[str, str]:
+        """The replacements created so far, by their old container's ID (or name).
+
+        The engine resolves ``container:`` modes and links when a container is created, and a
+        parent's replacement does not hold the parent's name yet: a dependent's replacement
+        must name it by ID, or it would join the old parent, which is about to stop.
+        """
+        return {
+            (move.name if by_name else move.old_id): move.new_id
+            for move in self.moves
+            if move.new_id is not None
+        }
 
     def _stop(self, move: Move) -> None:
         """Stop the old container if it runs; hold a restart-only one. Raises EngineError."""
@@ -345,3 +359,20 @@ class _GroupSwap:
             move.logger().error("container.remove_failed", container_id=move.old_id, error=str(exc))
             return
         move.logger().info("container.removed", container_id=move.old_id)
+
+
+def _links_to_replacements(body: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
+    """The create body with each link to a moved container pointing at its replacement's ID.
+
+    A link names its target as it was when created and follows renames, so the replacement
+    linked by ID is shown under the service's name once it takes it.
+    """
+    host_config = body.get("HostConfig") or {}
+    links = host_config.get("Links") or []
+    if not any(link.partition(":")[0] in moved for link in links):
+        return body
+    rewritten = []
+    for link in links:
+        target, _, alias = link.partition(":")
+        rewritten.append(f"{moved.get(target, target)}:{alias or target}")
+    return {**body, "HostConfig": {**host_config, "Links": rewritten}}
