@@ -35,10 +35,18 @@ from watchkeeper.actions.outcomes import (
 from watchkeeper.actions.policy import move_for
 from watchkeeper.containers.engine import Engine, NotFoundError
 from watchkeeper.containers.hooks import run_hook
-from watchkeeper.containers.moves import Failure, GroupResult, Move, Phase, auto_remove_refusal
+from watchkeeper.containers.moves import (
+    Failure,
+    GroupResult,
+    Move,
+    Phase,
+    auto_remove_refusal,
+    read_mark,
+)
 from watchkeeper.containers.order import Planned
 from watchkeeper.containers.swap import swap_group
 from watchkeeper.errors import EngineError
+from watchkeeper.labels import container_name
 from watchkeeper.report import ContainerOutcome, State
 
 log = structlog.get_logger()
@@ -104,6 +112,9 @@ def _build_moves(
 def _move(ctx: UpdateContext, planned: Planned, targets: dict[str, Target]) -> Move:
     """The Move of one planned container, from a fresh inspect. Raises EngineError."""
     container = ctx.engine.inspect_container(planned.container_id)
+    if read_mark(container_name(container)) is not None:
+        # Renamed since the run's snapshot: another watchkeeper is swapping it right now.
+        raise EngineError(f"{planned.name} is being swapped by another watchkeeper")
     settings = ctx.settings
     if planned.target:
         target = targets[planned.container_id]
