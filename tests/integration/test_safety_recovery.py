@@ -69,6 +69,7 @@ def test_recovery_after_sigkill_mid_swap_service_back_under_its_name(
     images.build_and_push(tag, "VOLUME /data", SLEEP, marker=unique("v2"))
     killed = Watchkeeper("run", "--once", old.name, env={**FAST, PAUSE_AT_VARIABLE: step})
     try:
+        killed.wait_for("test.pause_armed", steps=step)  # said at start, before anything moves
         killed.wait_for("test.paused", step=step)
     finally:
         killed.kill()

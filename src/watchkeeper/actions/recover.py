@@ -23,6 +23,7 @@ from watchkeeper.actions.policy import gate_for
 from watchkeeper.actions.run import Services
 from watchkeeper.actions.select import select_containers
 from watchkeeper.containers.engine import Engine
+from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.containers.recovery import Unit, find_units, group_units, repair_group
 from watchkeeper.errors import EngineError
 from watchkeeper.settings import Settings
@@ -43,6 +44,7 @@ class Recovery:
 def prepare_services(services: Services, names: Sequence[str] = ()) -> None:
     """Before the first run: one state store shared by the runs and the notifications (one
     writer per file), then crash recovery on every engine. Never raises."""
+    warn_if_armed()
     if services.state is None:
         services.state = StateStore(services.settings.state_dir)
     for engine in services.engines:

@@ -15,8 +15,9 @@ does something, then creates the file to let the swap go on). Steps, in swap ord
 - ``done``: every old container of the group is marked done, none removed yet;
 - ``rollback``: a rollback is about to begin.
 
-Neither variable is a setting, neither is documented for users, and with them unset (always,
-outside the test suite) :func:`pause_point` returns at once.
+Neither variable is a setting (the README's development section describes them as test-only);
+with them unset (always, outside the test suite) :func:`pause_point` returns at once, and
+:func:`warn_if_armed` logs a warning at start when one is set.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ PAUSE_AT_VARIABLE = "WATCHKEEPER_TEST_PAUSE_AT"
 PAUSE_DIR_VARIABLE = "WATCHKEEPER_TEST_PAUSE_DIR"
 STEPS = ("created", "stopped", "aside", "renamed", "health_wait", "done", "rollback")
 _POLL_S = 0.05
+
+
+def warn_if_armed() -> None:
+    """Log ``test.pause_armed`` when the test-only variable is set: in production a swap that
+    waits forever at a step would look like a wedged run, so say why at start."""
+    wanted = os.environ.get(PAUSE_AT_VARIABLE)
+    if wanted:
+        structlog.get_logger().warning(
+            "test.pause_armed", steps=wanted, reason="test-only hook; never set in production"
+        )
 
 
 def pause_point(step: str) -> None:
