@@ -126,3 +126,28 @@ def test_group_update_moves_namespace_dependent_and_restarts_held_one(
     _assert_group_runs(docker_client, vpn, app, worker)
     restarted = docker_client.api.inspect_container(worker.name)
     assert restarted["Id"] == worker.id  # only restarted, not recreated
+
+
+def test_group_recovery_after_sigkill_in_rollback_old_group_runs_again(
+    registry: Registry,
+    images: ImageFactory,
+    docker_client: docker.DockerClient,
+    start: Starter,
+) -> None:
+    """vpn's v2 exits in its gate; SIGKILL as the rollback begins; the next start undoes it."""
+    vpn, app, worker, tag = _group(registry, images, start)
+    images.build_and_push(tag, 'CMD ["sh", "-c", "exit 3"]', marker=unique("v2-exits"))
+    killed = Watchkeeper("run", "--once", env={**ONLY_LABELLED, PAUSE_AT_VARIABLE: "rollback"})
+    try:
+        killed.wait_for("test.paused", step="rollback")
+    finally:
+        killed.kill()
+
+    result = run_watchkeeper("run", "--once", "--json", env=ONLY_LABELLED)
+
+    events = result.events()
+    undone = {e["container"] for e in events_of(events, "recovery.swap_undone")}
+    assert {vpn.name, app.name, worker.name} <= undone
+    assert not events_of(events, "recovery.failed")
+    assert docker_client.api.inspect_container(vpn.name)["Id"] == vpn.id
+    _assert_group_runs(docker_client, vpn, app, worker)
