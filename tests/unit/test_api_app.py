@@ -15,7 +15,7 @@ from watchkeeper.api import ApiBackend, DaemonStatus, create_app
 from watchkeeper.errors import ConfigError
 from watchkeeper.logs import configure_logging
 from watchkeeper.metrics import Metrics
-from watchkeeper.report import ContainerOutcome, Report, State
+from watchkeeper.report import ContainerOutcome, EngineOutcome, EngineState, Report, State
 from watchkeeper.scheduler import QueueClosedError
 from watchkeeper.settings import load_settings, parse_listen
 
@@ -107,13 +107,32 @@ def test_api_without_right_token_is_401(
 
 
 def test_api_update_with_token_answers_report(stub: StubDaemon) -> None:
-    """POST /v1/update with the token runs once and answers the report (CONTRACT §8)."""
+    """POST /v1/update with the token runs once and answers the report (README, "The report")."""
     response = client_for(stub).post("/v1/update", headers=bearer(TOKEN))
     assert response.status_code == 200
     body = response.json()
     assert body["counts"]["fresh"] == 1
     assert body["containers"][0]["name"] == "web"
     assert stub.submitted == [("api", [])]
+
+
+def test_api_update_report_keeps_engines_and_their_errors(stub: StubDaemon) -> None:
+    """The answer is the same JSON as ``run --once --json``: ``engines`` and their count too."""
+
+    def submit(trigger: str, images: Sequence[str]) -> Future[Report]:
+        report = Report(host="stub")
+        report.add_engine(EngineOutcome("edge", EngineState.ERROR, error="refused"))
+        future: Future[Report] = Future()
+        future.set_result(report.finish())
+        return future
+
+    response = client_for(stub, submit=submit).post("/v1/update", headers=bearer(TOKEN))
+
+    body = response.json()
+    assert body["counts"]["engine_errors"] == 1
+    assert body["engines"] == [
+        {"name": "edge", "state": "error", "error": "refused", "api_version": None}
+    ]
 
 
 def test_api_update_image_filters_repeated_and_comma_separated(stub: StubDaemon) -> None:

@@ -1,7 +1,7 @@
 """Response bodies of the HTTP API, as pydantic models so ``/openapi.json`` describes them.
 
-The report shape is CONTRACT §8 (the same dict ``Report.to_dict`` gives ``run --once --json``);
-the models only describe it, they add nothing.
+The report shape is the README's "The report" (the same dict ``Report.to_dict`` gives
+``run --once --json``); the models only describe it, they add nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class Counts(BaseModel):
     rolled_back: int
     skipped: int
     available: int
+    engine_errors: int = Field(0, description="engines whose containers could not be handled")
 
 
 class ContainerReport(BaseModel):
@@ -38,8 +39,17 @@ class ContainerReport(BaseModel):
     log_tail: list[str] = Field(default_factory=list)
 
 
+class EngineReport(BaseModel):
+    """One engine of the run: ``error`` says why its containers could not be handled."""
+
+    name: str
+    state: str = Field(description="ok or error")
+    error: str | None = None
+    api_version: str | None = None
+
+
 class RunReport(BaseModel):
-    """The report of one run (CONTRACT §8)."""
+    """The report of one run (README, "The report")."""
 
     host: str
     started_at: str
@@ -47,6 +57,7 @@ class RunReport(BaseModel):
     duration_s: float
     counts: Counts
     containers: list[ContainerReport]
+    engines: list[EngineReport] = Field(default_factory=list)
 
 
 class Status(BaseModel):
