@@ -7,12 +7,13 @@ state that :mod:`recovery` reads from container names alone (see :mod:`moves`):
 1. create, dependencies first: each replacement is created under ``<name>-wk-next-<old8>``
    while the old container runs under its name — no downtime, a refused create is undone;
 2. stop, dependents first: the old containers (their stop signal, an explicit timeout); a
-   dependent that is only restarted is renamed ``<name>-wk-held-<id8>`` once stopped;
+   dependent that is only restarted is renamed ``<name>-wk-held-<id8>`` just before its stop;
 3. rename: the old container to ``<name>-wk-old-<old8>-<new8>``, then its replacement to the
    name. The name (and the DNS name clients use on a user network) is gone only from the stop
    to the start, never while the old container still serves;
 4. start, dependencies first, each gated (:mod:`ready`: healthy, or running for the stability
-   window) before the next one starts; a held dependent gets its name back first;
+   window) before the next one starts; a held dependent is started, then gets its name back
+   (so that no crash leaves it stopped under an unmarked name);
 5. finish: the old containers are renamed ``<name>-wk-done-…`` (the group passed), then
    removed (never their volumes).
 
@@ -241,6 +242,11 @@ class _GroupSwap:
         """Stop the old container if it runs; hold a restart-only one. Raises EngineError."""
         if not move.was_running:
             return
+        if not move.recreate:
+            # Marked before the stop, so that recovery starts it again if watchkeeper dies
+            # during the stop (the engine finishes a stop its caller no longer waits for).
+            self.engine.rename(move.old_id, held_name(move.name, move.old_id))
+            move.held = True
         started = time.monotonic()
         self.engine.stop(move.old_id, signal=move.stop_signal, timeout_s=move.stop_timeout_s)
         move.logger().info(
@@ -248,10 +254,6 @@ class _GroupSwap:
             container_id=move.old_id,
             duration_s=round(time.monotonic() - started, 3),
         )
-        if not move.recreate:
-            # Marked, so that recovery starts it again if watchkeeper dies before it does.
-            self.engine.rename(move.old_id, held_name(move.name, move.old_id))
-            move.held = True
 
     def _rename(self, move: Move) -> None:
         """Set the old container aside and give its name to the replacement. Raises EngineError."""
@@ -268,10 +270,10 @@ class _GroupSwap:
         if not move.should_start:
             return None
         try:
-            if move.held:
+            self.engine.start(move.current_id)
+            if move.held:  # started under its held name: a crash before the rename is found
                 self.engine.rename(move.old_id, move.name)
                 move.held = False
-            self.engine.start(move.current_id)
         except Exception as exc:
             move.logger().error("container.start_failed", container_id=move.current_id)
             return Failure(move, Phase.START, str(exc), self._tail(move.current_id))
