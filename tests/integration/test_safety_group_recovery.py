@@ -30,6 +30,7 @@ from watchkeeper.containers.pause import PAUSE_AT_VARIABLE
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
 
 ONLY_LABELLED = {**FAST, "WATCHKEEPER_LABEL_ENABLE": "true"}
+# Every run names vpn: other tests' containers on the shared engine may carry the enable label.
 
 
 def _group(registry: Registry, images: ImageFactory, start: Starter) -> tuple[Any, Any, Any, str]:
@@ -86,7 +87,7 @@ def test_group_recovery_after_sigkill_at_every_step_all_three_run(
 ) -> None:
     """SIGKILL at ``step``; the next start repairs vpn, app and worker as one group."""
     vpn, app, worker, _ = _group(registry, images, start)
-    killed = Watchkeeper("run", "--once", env={**ONLY_LABELLED, PAUSE_AT_VARIABLE: step})
+    killed = Watchkeeper("run", "--once", vpn.name, env={**ONLY_LABELLED, PAUSE_AT_VARIABLE: step})
     try:
         killed.wait_for("test.paused", step=step)
     finally:
@@ -94,7 +95,7 @@ def test_group_recovery_after_sigkill_at_every_step_all_three_run(
     touched = {n for c in (vpn, app, worker) for n in leftovers(docker_client, c.name)}
     assert touched, "the kill left nothing half done to repair"
 
-    result = run_watchkeeper("run", "--once", "--json", env=ONLY_LABELLED)
+    result = run_watchkeeper("run", "--once", "--json", vpn.name, env=ONLY_LABELLED)
 
     assert result.returncode == 0, result.stderr[-3000:]
     events = result.events()
@@ -115,7 +116,7 @@ def test_group_update_moves_namespace_dependent_and_restarts_held_one(
     """Without a crash the group moves whole: vpn on v2, app in its namespace, worker running."""
     vpn, app, worker, tag = _group(registry, images, start)
 
-    result = run_watchkeeper("run", "--once", "--json", env=ONLY_LABELLED)
+    result = run_watchkeeper("run", "--once", "--json", vpn.name, env=ONLY_LABELLED)
 
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = result.report()["containers"]
@@ -137,13 +138,15 @@ def test_group_recovery_after_sigkill_in_rollback_old_group_runs_again(
     """vpn's v2 exits in its gate; SIGKILL as the rollback begins; the next start undoes it."""
     vpn, app, worker, tag = _group(registry, images, start)
     images.build_and_push(tag, 'CMD ["sh", "-c", "exit 3"]', marker=unique("v2-exits"))
-    killed = Watchkeeper("run", "--once", env={**ONLY_LABELLED, PAUSE_AT_VARIABLE: "rollback"})
+    killed = Watchkeeper(
+        "run", "--once", vpn.name, env={**ONLY_LABELLED, PAUSE_AT_VARIABLE: "rollback"}
+    )
     try:
         killed.wait_for("test.paused", step="rollback")
     finally:
         killed.kill()
 
-    result = run_watchkeeper("run", "--once", "--json", env=ONLY_LABELLED)
+    result = run_watchkeeper("run", "--once", "--json", vpn.name, env=ONLY_LABELLED)
 
     events = result.events()
     undone = {e["container"] for e in events_of(events, "recovery.swap_undone")}
