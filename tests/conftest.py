@@ -79,6 +79,12 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def engine_url() -> str:
+    """The engine under test: ``DOCKER_HOST`` (the second engine in CI's second pass) or the
+    local socket, as docker-py and watchkeeper themselves resolve it."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """The real engine; fails (never skips) when it cannot be reached."""

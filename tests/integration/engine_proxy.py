@@ -19,8 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import urlparse
 
-ENGINE_SOCKET = "/var/run/docker.sock"
+from tests.conftest import engine_url
+
+# The engine under test (DOCKER_HOST or the local socket); the proxy speaks Unix sockets only.
+ENGINE_SOCKET = urlparse(engine_url()).path
 _HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive", "content-length"}
 
 

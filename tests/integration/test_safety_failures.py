@@ -20,7 +20,7 @@ import bcrypt
 import docker
 import pytest
 
-from tests.conftest import ImageFactory, Registry, run_watchkeeper, start_registry
+from tests.conftest import ImageFactory, Registry, engine_url, run_watchkeeper, start_registry
 from tests.integration.conftest import FAST, Starter
 from tests.integration.safety_support import (
     SLEEP,
@@ -277,7 +277,7 @@ def test_engine_failing_mid_run_reported_counted_exit_1_and_mailed(
     fine = start(tag, "fine")
     env = mail_env(
         sendgrid_sink, tmp_path / "state", WATCHKEEPER_NOTIFY_ON="failures",
-        WATCHKEEPER_DOCKER_HOSTS=f"unix:///var/run/docker.sock,{failing_engine}",
+        WATCHKEEPER_DOCKER_HOSTS=f"{engine_url()},{failing_engine}",
     )  # fmt: skip
 
     result = run_watchkeeper("run", "--once", "--json", fine.name, env=env)
