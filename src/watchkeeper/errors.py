@@ -2,16 +2,32 @@
 
 Adapters (Docker engine, registry, notification channels) translate third-party exceptions into
 these classes with ``raise ... from exc`` so that the use cases never see ``docker.errors`` or
-``httpx`` types, and so that ``cli`` can map each branch to one exit code::
+``httpx`` types, and so that ``cli`` can map each branch to one exit code. The tree, with the
+module of each class defined outside this one (they stay next to the code that raises them,
+which is the only code that needs their extra fields)::
 
     WatchkeeperError
-    ├── ConfigError            bad settings            -> exit 2
-    ├── EngineUnreachableError Docker engine down      -> exit 3
-    ├── EngineError            one engine call failed  -> an outcome of one container
-    │   └── PullError          a pull failed (stream error or wrong image)
-    ├── RegistryError          a registry could not be asked -> verdict "error"
-    │   └── RegistryAuthError  credentials refused or missing
-    └── NotificationError      a channel refused or could not be reached (never ends a run)
+    ├── ConfigError                 bad settings -> exit 2
+    ├── EngineUnreachableError      Docker engine down -> exit 3
+    ├── EngineError                 one engine call failed -> an outcome of one container
+    │   ├── PullError               a pull failed (stream error or wrong image)
+    │   ├── NotFoundError           (containers.engine) a 404: the container, image or network
+    │   │                           is gone (removing or stopping a gone one counts as done)
+    │   └── NotReadyError           (containers.ready) a started container failed its gate
+    │                               (``verdict``: exited, restarted, unhealthy, timeout)
+    │                               -> rollback, ``rolled_back``
+    ├── RegistryError               a registry could not be asked -> verdict "error"
+    │   └── RegistryAuthError       credentials refused or missing -> ``failed``
+    ├── NotificationError           a channel failed, ``permanent`` (never ends a run)
+    │   └── TransientNotificationError  (notify.base) a retry may help -> backoff
+    ├── LockBusyError               (locks) another watchkeeper kept an engine busy for
+    │                               LOCK_TIMEOUT -> ``run --once`` exit 1, ``run.skipped``,
+    │                               API 503; nothing was touched
+    ├── QueueClosedError            (scheduler) the daemon is stopping -> API 503
+    └── QueueFullError              (scheduler) too many API runs wait -> API 429
+
+Outside the tree on purpose: ``state.StateFileUnreadableError`` is an ``OSError`` that never
+leaves ``state.py`` (the store logs ``state.unreadable`` and keeps its memory in the process).
 """
 
 from __future__ import annotations
