@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from watchkeeper.settings import Settings, env_names, is_secret
+from watchkeeper.settings import Settings
+from watchkeeper.settings.env import env_names, is_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / ".env.example"

@@ -16,6 +16,7 @@ import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
 from watchkeeper.actions.select import select_containers
+from watchkeeper.api.listen import parse_listen
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
     Runner,
@@ -29,7 +30,7 @@ from watchkeeper.locks import LockBusyError
 from watchkeeper.notify.channels import build_notifiers
 from watchkeeper.notify.render import render_plain
 from watchkeeper.notify.service import Notifications
-from watchkeeper.settings import Settings, parse_listen
+from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
 

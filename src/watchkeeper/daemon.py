@@ -30,7 +30,9 @@ import structlog
 from watchkeeper import __version__
 from watchkeeper.actions.recover import prepare_services
 from watchkeeper.actions.run import Services, run_once
-from watchkeeper.api import ApiBackend, ApiServer, DaemonStatus, create_app
+from watchkeeper.api.app import ApiServer, create_app
+from watchkeeper.api.listen import parse_listen
+from watchkeeper.api.routes import ApiBackend, DaemonStatus
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import ConfigError
 from watchkeeper.locks import LockBusyError, engine_locks
@@ -40,7 +42,7 @@ from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.report import Report
 from watchkeeper.scheduler import RunQueue, Schedule
-from watchkeeper.settings import Settings, parse_listen
+from watchkeeper.settings import Settings
 from watchkeeper.state import StateStore
 
 log = structlog.get_logger()

@@ -37,10 +37,11 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from watchkeeper.cron import cron_trigger
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.locks import LockBusyError
 from watchkeeper.report import Report
-from watchkeeper.settings import Settings, cron_trigger
+from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
 

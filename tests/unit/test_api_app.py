@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from watchkeeper.api import ApiBackend, DaemonStatus, create_app
+from watchkeeper.api.app import create_app
+from watchkeeper.api.listen import parse_listen
+from watchkeeper.api.routes import ApiBackend, DaemonStatus
 from watchkeeper.errors import ConfigError
 from watchkeeper.logs import configure_logging
 from watchkeeper.metrics import Metrics
 from watchkeeper.report import ContainerOutcome, EngineOutcome, EngineState, Report, State
 from watchkeeper.scheduler import QueueClosedError
-from watchkeeper.settings import load_settings, parse_listen
+from watchkeeper.settings import load_settings
 
 TOKEN = "s3cret-api-token-1234"
 WRONG = "not-the-token-98765"

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.unit.test_api_app import TOKEN, StubDaemon
-from watchkeeper.api import create_app
+from watchkeeper.api.app import create_app
 
 APP = create_app(StubDaemon().backend())
 SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)

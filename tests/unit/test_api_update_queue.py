@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from starlette.types import Message
 
 from tests.unit.test_api_app import TOKEN, StubDaemon, bearer
-from watchkeeper.api import ApiBackend, create_app
+from watchkeeper.api.app import create_app
+from watchkeeper.api.routes import ApiBackend
 from watchkeeper.locks import LockBusyError
 from watchkeeper.report import Report
 from watchkeeper.scheduler import QueueFullError, RunQueue

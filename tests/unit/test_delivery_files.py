@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from watchkeeper.settings import Settings, env_names, is_secret
+from watchkeeper.settings import Settings
+from watchkeeper.settings.env import env_names, is_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 

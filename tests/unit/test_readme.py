@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from watchkeeper.cli import build_parser
-from watchkeeper.settings import Settings, markdown_table
+from watchkeeper.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def load_settings_table_script() -> ModuleType:
+    """Import ``scripts/settings_table.py`` (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "settings_table", README.parent / "scripts" / "settings_table.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_readme_settings_table_matches_settings() -> None:
@@ -15,7 +29,7 @@ def test_readme_settings_table_matches_settings() -> None:
     text = README.read_text()
     start = text.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     end = text.index("<!-- settings-table:end -->")
-    assert text[start:end].strip() == markdown_table()
+    assert text[start:end].strip() == load_settings_table_script().markdown_table()
 
 
 def test_readme_commands_exist() -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from watchkeeper.cron import cron_trigger
 from watchkeeper.errors import ConfigError
-from watchkeeper.settings import cron_trigger, load_settings, parse_duration
+from watchkeeper.settings import load_settings
+from watchkeeper.settings.values import parse_duration
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ import structlog
 
 from watchkeeper.containers.moves import Gate, Move, stop_timeout_for
 from watchkeeper.labels import container_name, read_bool_label, read_label
-from watchkeeper.settings import Settings, parse_duration
+from watchkeeper.settings import Settings
+from watchkeeper.settings.values import parse_duration
 
 log = structlog.get_logger()
 

@@ -1,10 +1,12 @@
-"""The HTTP API (CONTRACT §7): FastAPI app factory, routes, response schemas, the server.
+"""The HTTP API (README, "Schedule, HTTP API and metrics"): app factory, routes, schemas, server.
 
-The daemon builds an :class:`ApiBackend` (how to submit a run, read the status, render the
-metrics) and hands it to :func:`create_app`; the API itself holds no state.
+- ``app.py``: :func:`create_app` and :class:`ApiServer` (uvicorn in a thread);
+- ``routes.py``: the routes, and :class:`ApiBackend` / :class:`DaemonStatus`, what the daemon
+  hands the API (how to submit a run, read the status, render the metrics): the API itself holds
+  no state;
+- ``schemas.py``: the response models;
+- ``listen.py``: the ``HOST:PORT`` address, parsed by the settings too.
+
+This ``__init__`` imports nothing, so that the settings can import ``listen.py`` without loading
+FastAPI and uvicorn, and without the import cycle settings → api → scheduler → settings.
 """
-
-from watchkeeper.api.app import ApiServer, create_app
-from watchkeeper.api.routes import ApiBackend, DaemonStatus
-
-__all__ = ["ApiBackend", "ApiServer", "DaemonStatus", "create_app"]

@@ -21,7 +21,7 @@ import structlog
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_labels, container_name
-from watchkeeper.settings import parse_duration
+from watchkeeper.settings.values import parse_duration
 
 HOOKS = ("pre-check", "pre-update", "post-update", "post-check")
 SKIP_EXIT_CODE = 75
