@@ -4,8 +4,8 @@ Policies: ``digest`` (follow the container's own tag, never another one), ``none
 update), and ``patch``, ``minor``, ``major``: move to the highest tag that changes at most that
 part of the version. ``patch`` keeps the first two numeric parts, ``minor`` the first one,
 ``major`` none; so on a 4-part tag ``patch`` may change the third and fourth parts, on a 2-part
-tag (``1.9``) ``patch`` can change no part and only ``minor``/``major`` move, and on a 1-part tag
-(``14``) only ``major`` does.
+tag (``1.9``) ``patch`` changes no number (only a rebuild such as ``1.9-ls41`` to ``1.9-ls42``
+moves) and ``minor`` takes ``1.10``, and on a 1-part tag (``14``) only ``major`` moves.
 
 A registry tag is a candidate when all of these hold, each on its own (so the answer never
 depends on which other tags exist):

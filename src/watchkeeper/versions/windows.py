@@ -21,8 +21,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from watchkeeper.settings.values import parse_duration
-
 _TICK = timedelta(microseconds=1)
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _APS_ORDER = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -81,6 +79,10 @@ def parse_window(text: str, timezone: str | tzinfo = "UTC") -> UpdateWindow:
 
 def _seconds(text: str) -> float:
     """A positive duration in seconds, read as every other watchkeeper duration is."""
+    # Imported here: the settings check UPDATE_WINDOW with this module, so importing them at the
+    # top would make whichever of the two is imported first fail.
+    from watchkeeper.settings.values import parse_duration
+
     value = parse_duration(text)
     if value <= 0:
         raise ValueError(f"the window's duration {text!r} must be positive (e.g. 2h)")
