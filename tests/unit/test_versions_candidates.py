@@ -96,12 +96,18 @@ def test_choose_tag_ranked_highest_first_all_allowed() -> None:
     assert choice.tag == choice.ranked[0]
 
 
-def test_choose_tag_non_version_current_follows_digest() -> None:
-    """A current tag that is no version has no candidate whatever the policy, and says why."""
-    for policy in TagPolicy:
-        choice = choose_tag("latest", PUSHED, policy)
-        assert choice.tag is None
-        assert choice.reason is not None
+@pytest.mark.parametrize("policy", [TagPolicy.PATCH, TagPolicy.MINOR, TagPolicy.MAJOR])
+def test_choose_tag_non_version_current_follows_digest(policy: TagPolicy) -> None:
+    """A current tag that is no version has no candidate whatever the policy: its digest rules."""
+    choice = choose_tag("latest", PUSHED, policy)
+    assert choice.tag is None
+    assert choice.reason == "'latest' is no version: its digest is followed"
+
+
+def test_choose_tag_none_policy_non_version_never_updates() -> None:
+    """`none` on `latest` says it never updates, not that the digest is followed."""
+    choice = choose_tag("latest", PUSHED, TagPolicy.NONE)
+    assert (choice.tag, choice.reason, choice.newest) == (None, "policy none never updates", None)
 
 
 def test_choose_tag_digest_policy_reads_no_tags() -> None:

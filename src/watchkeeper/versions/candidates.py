@@ -146,6 +146,8 @@ def choose_tag(
     if policy is TagPolicy.DIGEST:
         return Choice(tag=None, reason="policy digest follows the tag's own digest")
     now = parse_version(current)
+    if policy is TagPolicy.NONE and now is None:
+        return Choice(tag=None, reason="policy none never updates")
     if now is None:
         return Choice(tag=None, reason=f"{current!r} is no version: its digest is followed")
     family = newer_in_family(now, tags, filters or TagFilters())
