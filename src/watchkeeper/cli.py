@@ -10,7 +10,6 @@ touched); 128 + N when signal N stopped ``run --once`` (143 SIGTERM, 130 SIGINT)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -141,8 +140,3 @@ def dispatch_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.once:
         return commands.run_once_command(settings, args.names, as_json=args.json)
     return commands.daemon(settings, args.names)
-
-
-def print_json(data: Any) -> None:
-    """Print one JSON document on stdout."""
-    print(json.dumps(data, default=str))

@@ -159,13 +159,6 @@ class StateStore:
         """True when ``digest`` is the one that failed and was rolled back for ``key``."""
         return digest is not None and self.get("failed", key) == digest
 
-    def first_notice(self, key: str, digest: str | None) -> bool:
-        """True the first time ``digest`` is seen for ``key`` (and remembers it)."""
-        if digest is None or self.get("notified", key) == digest:
-            return False
-        self.put("notified", key, digest)
-        return True
-
 
 def parse_state(raw_bytes: bytes) -> Data:
     """The sections of a state file. Raises ValueError when it is no JSON object."""

@@ -32,7 +32,9 @@ from tests.conftest import (
 )
 from tests.integration.conftest import SLEEP, Starter
 from watchkeeper.errors import RegistryError
-from watchkeeper.registry import CredentialStore, InsecurePolicy, RegistryClient, parse_reference
+from watchkeeper.registry.auth import CredentialStore
+from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
+from watchkeeper.registry.reference import parse_reference
 
 pytestmark = pytest.mark.docker
 

@@ -20,15 +20,9 @@ from tests.sinks import BAD_KEY_MESSAGE, SendGridSink, html_row_texts, sendgrid_
 from tests.sinks import sendgrid_sink as sendgrid_sink
 from tests.sinks import structlog_defaults as structlog_defaults
 from watchkeeper.errors import NotificationError
-from watchkeeper.notify import (
-    Message,
-    SendGridNotifier,
-    TransientNotificationError,
-    dispatch,
-    render_report,
-    send_with_retry,
-)
-from watchkeeper.notify.sendgrid import parse_retry_after
+from watchkeeper.notify.base import Message, TransientNotificationError, dispatch, send_with_retry
+from watchkeeper.notify.render import render_report
+from watchkeeper.notify.sendgrid import SendGridNotifier, parse_retry_after
 from watchkeeper.report import ContainerOutcome, Report, State
 
 SENDER = "Watchkeeper <watchkeeper@example.com>"

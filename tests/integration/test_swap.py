@@ -2,8 +2,9 @@
 rollback on real faults, stop signals and old-image removal.
 
 Every update here is real: v1 is pushed and run, v2 is pushed to the same tag from "elsewhere"
-(the local tag is put back on v1), ``Engine.pull_image`` brings v2 in, then ``swap_container``
-replaces the container. Everything a test creates carries the run's label plus one of the test's
+(the local tag is put back on v1), ``Engine.pull_image`` brings v2 in, then ``swap_group`` (with
+one ``Move`` per container, as a run builds them) or ``watchkeeper run --once`` replaces the
+container. Everything a test creates carries the run's label plus one of the test's
 own, and is removed by that label afterwards (containers with their anonymous volumes).
 """
 
@@ -30,18 +31,11 @@ import pytest
 
 from tests.conftest import ImageFactory, Registry, create_network, free_port, run_watchkeeper
 from tests.integration.conftest import FAST
-from watchkeeper.containers import (
-    ASIDE_MARKER,
-    Engine,
-    Move,
-    NotFoundError,
-    SwapFailedError,
-    find_dependents,
-    swap_container,
-    swap_group,
-)
-from watchkeeper.containers.swap import Phase
-from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
+from watchkeeper.containers.engine import Engine, NotFoundError
+from watchkeeper.containers.moves import ASIDE_MARKER, GroupResult, Move, Phase
+from watchkeeper.containers.order import DependencyGraph, plan_groups
+from watchkeeper.containers.swap import swap_group
+from watchkeeper.errors import EngineUnreachableError, PullError
 
 pytestmark = pytest.mark.docker
 
@@ -106,10 +100,15 @@ def build_v1(client: docker.DockerClient, images: ImageFactory, tag: str, *lines
     return str(client.images.get(tag).id)
 
 
-def pull_and_swap(
-    engine: Engine, name: str, tag: str, *, settle_s: float = 0.5, **kwargs: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pull ``tag`` and swap container ``name`` onto it; return (before, after) inspects."""
+def pull_and_move(
+    engine: Engine,
+    name: str,
+    tag: str,
+    *,
+    settle_s: float = 0.5,
+    names_by_id: dict[str, str] | None = None,
+) -> tuple[Move, GroupResult]:
+    """Pull ``tag`` and swap container ``name`` onto it alone, as a one-container group."""
     repository, _, version = tag.rpartition(":")
     new_id = engine.pull_image(repository, version, None)
     before = engine.inspect_container(name)
@@ -117,15 +116,24 @@ def pull_and_swap(
     new_image = engine.inspect_image(new_id)
     assert old_image is not None
     assert new_image is not None
-    options: dict[str, Any] = {
-        "names_by_id": {before["Id"]: before["Name"]},
-        "stop_timeout_s": 5.0,
-        "stop_signal": None,
-        "settle_s": settle_s,
-    }
-    options.update(kwargs)
-    swap_container(engine, before, old_image, new_image, **options)
-    return before, engine.inspect_container(name)
+    move = Move(
+        before, new_image=new_image, old_image=old_image, stop_timeout_s=5.0, settle_s=settle_s
+    )
+    result = swap_group(engine, [move], names_by_id or {before["Id"]: before["Name"]})
+    return move, result
+
+
+def pull_and_swap(
+    engine: Engine, name: str, tag: str, **kwargs: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pull ``tag`` and swap ``name`` onto it, which must succeed; return (before, after)."""
+    move, result = pull_and_move(engine, name, tag, **kwargs)
+    assert result.ok, result.failure
+    assert not result.kept, result.kept
+    assert move.new_id is not None
+    after = engine.inspect_container(name)
+    assert after["Id"] == move.new_id
+    return move.container, after
 
 
 def run_once_and_inspect(engine: Engine, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -354,25 +362,20 @@ def test_swap_dependents_follow_their_new_parent(
         )
     ]
     names_by_id = {c["Id"]: c["Name"] for c in snapshots}
-    parent_snapshot = next(c for c in snapshots if c["Id"] == parent.id)
+    (group,) = plan_groups(DependencyGraph(snapshots), [parent.id]).groups
+    dependents = [p for p in group if not p.target and p.recreate]
 
     _, new_parent = pull_and_swap(engine, parent.name, tag, names_by_id=names_by_id)
-    dependents = find_dependents(snapshots, parent_snapshot)
     for dependent in dependents:
-        image = engine.inspect_image(dependent["Image"])
+        # The run's snapshot, as a run moves it: links name the parent by its service name.
+        snapshot = next(c for c in snapshots if c["Id"] == dependent.container_id)
+        image = engine.inspect_image(snapshot["Image"])
         assert image is not None
-        swap_container(
-            engine,
-            dependent,
-            image,
-            image,
-            names_by_id=names_by_id,
-            stop_timeout_s=5,
-            stop_signal=None,
-            settle_s=0.5,
-        )
+        move = Move(snapshot, new_image=image, old_image=image, stop_timeout_s=5, settle_s=0.5)
+        result = swap_group(engine, [move], names_by_id)
+        assert result.ok, result.failure
 
-    assert {d["Name"] for d in dependents} == {f"/{name_prefix}-ns", f"/{name_prefix}-link"}
+    assert {d.name for d in dependents} == {f"{name_prefix}-ns", f"{name_prefix}-link"}
     ns_child = engine.inspect_container(f"{name_prefix}-ns")
     assert ns_child["HostConfig"]["NetworkMode"] == f"container:{new_parent['Id']}"
     mac = exec_output(docker_client, parent.name, "cat", "/sys/class/net/eth0/address")
@@ -432,11 +435,12 @@ def test_swap_replacement_fault_restores_old_container(
     )
     push_update(docker_client, images, tag, v1, *v2_lines)
 
-    with pytest.raises(SwapFailedError) as caught:
-        pull_and_swap(engine, name, tag, settle_s=2.0)
+    move, result = pull_and_move(engine, name, tag, settle_s=2.0)
 
-    assert caught.value.restored is True, fault
-    assert re.search(cause, str(caught.value))
+    assert result.failure is not None, fault
+    assert result.failure.move is move
+    assert result.restored is True, fault
+    assert re.search(cause, result.failure.error)
     back = engine.inspect_container(name)
     assert back["Id"] == old.id
     assert back["State"]["Running"] is True
@@ -470,10 +474,10 @@ def test_swap_rollback_that_cannot_restart_old_reports_not_restored(
     address = net.attrs["IPAM"]["Config"][0]["Subnet"].rsplit(".", 1)[0] + ".10"
     name = f"{name_prefix}-static"
 
-    def run_on_address(container_name: str) -> Any:
+    def run_on_address(container_name: str, image: str) -> Any:
         endpoint = docker_client.api.create_endpoint_config(ipv4_address=address)
         return docker_client.containers.run(
-            v1,
+            image,
             name=container_name,
             detach=True,
             labels=own_labels,
@@ -481,18 +485,20 @@ def test_swap_rollback_that_cannot_restart_old_reports_not_restored(
             networking_config={net.name: endpoint},
         )
 
-    old = run_on_address(name)
+    # By its tag, as users run it: a container created from an image ID is refused before
+    # anything stops (the ID cannot name the new image), and nothing would be squatted.
+    old = run_on_address(name, tag)
     push_update(docker_client, images, tag, v1, SLEEP)
     engine = _SquattingEngine.connect(None)
-    engine.squat = lambda: run_on_address(f"{name_prefix}-squatter")
+    engine.squat = lambda: run_on_address(f"{name_prefix}-squatter", v1)
     try:
-        with pytest.raises(SwapFailedError) as caught:
-            pull_and_swap(engine, name, tag)
+        move, result = pull_and_move(engine, name, tag)
     finally:
         engine.close()
 
-    assert caught.value.restored is False
-    assert "NOT fully restored" in str(caught.value)
+    assert result.failure is not None
+    assert result.failure.move is move
+    assert result.restored is False
     back = docker_client.api.inspect_container(name)
     assert back["Id"] == old.id  # its name back, though it cannot run while the IP is taken
     assert back["State"]["Running"] is False
@@ -507,7 +513,7 @@ def test_swap_auto_remove_container_refused_untouched(
     own_labels: dict[str, str],
     name_prefix: str,
 ) -> None:
-    """``--rm`` cannot be rolled back: refused with an EngineError before anything happens."""
+    """``--rm`` cannot be rolled back: refused before anything happens (nothing created)."""
     tag = f"{registry.host}/autorm:1"
     build_v1(docker_client, images, tag, SLEEP)
     name = f"{name_prefix}-rm"
@@ -518,22 +524,17 @@ def test_swap_auto_remove_container_refused_untouched(
     image = engine.inspect_image(before["Image"])
     assert image is not None
 
-    with pytest.raises(EngineError, match="AutoRemove") as caught:
-        swap_container(
-            engine,
-            before,
-            image,
-            image,
-            names_by_id={},
-            stop_timeout_s=1,
-            stop_signal=None,
-            settle_s=0,
-        )
+    move = Move(before, new_image=image, old_image=image, stop_timeout_s=1, settle_s=0)
+    result = swap_group(engine, [move], {})
 
-    assert not isinstance(caught.value, SwapFailedError)
-    assert "rolled back" in str(caught.value)
+    assert result.failure is not None
+    assert (result.failure.move, result.failure.phase) == (move, Phase.PREPARE)
+    assert "AutoRemove" in result.failure.error
+    assert "rolled back" in result.failure.error
+    assert move.new_id is None
     assert engine.inspect_container(name)["Id"] == old.id
     assert engine.inspect_container(name)["State"]["Running"] is True
+    assert names_of(docker_client, own_labels) == {name}
 
 
 def test_swap_stopped_container_replaced_but_not_started(

@@ -7,7 +7,6 @@ from typing import Any
 from watchkeeper.containers.order import (
     DependencyGraph,
     cycle_reason,
-    find_dependents,
     plan_groups,
 )
 
@@ -214,9 +213,13 @@ def test_plan_long_chain_orders_parents_first() -> None:
     assert names_of(group) == [f"n{i:03d}" for i in range(200)]
 
 
-def test_find_dependents_only_namespace_and_link_children() -> None:
-    """find_dependents: the children that must follow a recreated parent, not label ones."""
+def test_plan_namespace_child_by_name_recreated_label_child_only_restarted() -> None:
+    """``container:<name>`` makes a child that must follow its recreated parent; a label not."""
     vpn = container("vpn")
     ns = container("ns", network_mode="container:vpn")
     labelled = container("labelled", labels={"watchkeeper.depends-on": "vpn"})
-    assert find_dependents([vpn, ns, labelled], vpn) == [ns]
+
+    (group,) = plan_groups(DependencyGraph([vpn, ns, labelled]), ids(vpn)).groups
+
+    assert [p.name for p in group if p.recreate and not p.target] == ["ns"]
+    assert [p.name for p in group if not p.recreate] == ["labelled"]

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from watchkeeper.containers.order import find_dependents
+from watchkeeper.containers.moves import aside_name
+from watchkeeper.containers.order import DependencyGraph, plan_groups
 from watchkeeper.containers.recreate import (
     COMPOSE_IMAGE_LABEL,
     CreateSpec,
     build_create_spec,
     unplanned_image,
 )
-from watchkeeper.containers.swap import aside_name
 
 DATA = Path(__file__).parent / "data"
 API_VERSIONS = ("1.41", "1.45")
@@ -512,12 +512,18 @@ def test_dependents_of_parent_are_namespace_and_link_children(api_version: str) 
     """``container:<parent id>`` and a link to the parent make a dependent; others do not."""
     data = record(api_version)
     containers = data["containers"]
-    found = find_dependents(list(containers.values()), containers["plain"])
-    assert {c["Id"] for c in found} == {
+    assert recreated_dependents(containers, "plain") == {
         containers["network_child"]["Id"],
         containers["link_child"]["Id"],
     }
-    assert find_dependents(list(containers.values()), containers["full"]) == []
+    assert recreated_dependents(containers, "full") == set()
+
+
+def recreated_dependents(containers: dict[str, Any], parent: str) -> set[str]:
+    """IDs of the containers a run recreates with ``parent`` when only its image changed."""
+    graph = DependencyGraph(containers.values())
+    plan = plan_groups(graph, [containers[parent]["Id"]])
+    return {p.container_id for group in plan.groups for p in group if p.recreate and not p.target}
 
 
 def test_aside_name_marks_old_container_with_id_prefix() -> None:

@@ -450,18 +450,18 @@ def test_token_cache_no_expiry_defaults_to_sixty_seconds() -> None:
 )
 def test_insecure_policy_recorded_engine_info_classifies(registry: str, insecure: bool) -> None:
     """Insecure index configs, insecure CIDRs and loopback: HTTPS unverified, then plain HTTP."""
-    policy = InsecurePolicy.from_engine_info({"RegistryConfig": RECORDED_REGISTRY_CONFIG})
+    policy = InsecurePolicy.from_engines_info([{"RegistryConfig": RECORDED_REGISTRY_CONFIG}])
     assert policy.is_insecure(registry) is insecure
     assert policy.schemes(registry) == (("https", "http") if insecure else ("https",))
 
 
 def test_insecure_policy_empty_info_only_loopback() -> None:
     """Without RegistryConfig only loopback is insecure; bad CIDRs are skipped."""
-    policy = InsecurePolicy.from_engine_info({})
+    policy = InsecurePolicy.from_engines_info([{}])
     assert policy.is_insecure("127.0.0.1:5000")
     assert not policy.is_insecure("10.20.0.1")
-    broken = InsecurePolicy.from_engine_info(
-        {"RegistryConfig": {"InsecureRegistryCIDRs": ["nonsense", "192.168.0.0/16"]}}
+    broken = InsecurePolicy.from_engines_info(
+        [{"RegistryConfig": {"InsecureRegistryCIDRs": ["nonsense", "192.168.0.0/16"]}}]
     )
     assert broken.is_insecure("192.168.1.1:5000")
 

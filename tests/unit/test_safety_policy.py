@@ -18,14 +18,20 @@ from watchkeeper.actions.policy import (
     no_pull,
     rollback_enabled,
 )
-from watchkeeper.containers.moves import Gate, held_name, next_name
+from watchkeeper.containers.moves import (
+    Gate,
+    aside_name,
+    failed_name,
+    held_name,
+    next_name,
+    stop_timeout_for,
+)
 from watchkeeper.containers.ready import MAX_HEALTH_TIMEOUT_S, derived_health_timeout
 from watchkeeper.containers.recovery import (
     PREVIOUS_ID_LABEL,
     PREVIOUS_RUNNING_LABEL,
     find_units,
 )
-from watchkeeper.containers.swap import aside_name, failed_name, stop_timeout_for
 from watchkeeper.settings import load_settings
 
 S = 1_000_000_000  # nanoseconds in a second, the engine's healthcheck unit

@@ -7,37 +7,3 @@ a swap moves, ``swap`` moves a group with rollback, ``recovery`` repairs swaps a
 interrupted, ``hooks`` runs lifecycle commands, and ``pause`` is a test-only hook that stops a
 swap at a named step.
 """
-
-from watchkeeper.containers.engine import Engine, ExecResult, NotFoundError
-from watchkeeper.containers.order import DependencyGraph, find_dependents, plan_groups
-from watchkeeper.containers.recreate import (
-    CreateSpec,
-    build_create_spec,
-)
-from watchkeeper.containers.swap import (
-    ASIDE_MARKER,
-    FAILED_MARKER,
-    Move,
-    SwapFailedError,
-    aside_name,
-    swap_container,
-    swap_group,
-)
-
-__all__ = [
-    "ASIDE_MARKER",
-    "FAILED_MARKER",
-    "CreateSpec",
-    "DependencyGraph",
-    "Engine",
-    "ExecResult",
-    "Move",
-    "NotFoundError",
-    "SwapFailedError",
-    "aside_name",
-    "build_create_spec",
-    "find_dependents",
-    "plan_groups",
-    "swap_container",
-    "swap_group",
-]

@@ -279,15 +279,3 @@ def _components(graph: DependencyGraph, members: set[str]) -> list[set[str]]:
     for cid in members:
         parts.setdefault(find(cid), set()).add(cid)
     return list(parts.values())
-
-
-def find_dependents(
-    snapshots: list[dict[str, Any]], container: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Containers that share a namespace of ``container`` or link to it (must follow it).
-
-    Raises nothing.
-    """
-    graph = DependencyGraph(snapshots)
-    children = graph.children.get(str(container["Id"]), {})
-    return [graph.containers[cid] for cid, kinds in children.items() if kinds & RECREATE_KINDS]

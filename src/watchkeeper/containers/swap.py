@@ -35,9 +35,6 @@ import structlog
 from watchkeeper.containers.calls import EngineCalls
 from watchkeeper.containers.engine import NotFoundError
 from watchkeeper.containers.moves import (
-    ASIDE_MARKER,
-    DEFAULT_STOP_TIMEOUT_S,
-    FAILED_MARKER,
     Failure,
     GroupResult,
     Move,
@@ -45,10 +42,8 @@ from watchkeeper.containers.moves import (
     aside_name,
     auto_remove_refusal,
     done_name,
-    failed_name,
     held_name,
     next_name,
-    stop_timeout_for,
 )
 from watchkeeper.containers.pause import pause_point
 from watchkeeper.containers.ready import NotReadyError, wait_until_ready
@@ -60,47 +55,6 @@ LOG_TAIL_LINES = 20
 
 log = structlog.get_logger()
 
-__all__ = [
-    "ASIDE_MARKER",
-    "DEFAULT_STOP_TIMEOUT_S",
-    "FAILED_MARKER",
-    "LOG_TAIL_LINES",
-    "Failure",
-    "GroupResult",
-    "Move",
-    "Phase",
-    "SwapFailedError",
-    "aside_name",
-    "failed_name",
-    "stop_timeout_for",
-    "swap_container",
-    "swap_group",
-]
-
-
-class SwapFailedError(EngineError):
-    """A single swap failed; ``restored``: the old container is back as it was.
-
-    ``phase`` says where (``ready``: the replacement started and failed its gate),
-    ``log_tail`` holds the failed replacement's last log lines, ``kept`` that the failed
-    replacement was kept (rollback disabled).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        restored: bool,
-        phase: Phase = Phase.PREPARE,
-        log_tail: list[str] | None = None,
-        kept: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.restored = restored
-        self.phase = phase
-        self.log_tail = list(log_tail or [])
-        self.kept = kept
-
 
 def swap_group(engine: EngineCalls, moves: list[Move], names_by_id: dict[str, str]) -> GroupResult:
     """Move every container of a group (``moves`` in start order); never raises for one.
@@ -109,60 +63,6 @@ def swap_group(engine: EngineCalls, moves: list[Move], names_by_id: dict[str, st
     Returns what failed, if anything, and whether the rollback restored everything.
     """
     return _GroupSwap(engine, moves, names_by_id).run()
-
-
-def swap_container(
-    engine: EngineCalls,
-    container: dict[str, Any],
-    old_image: dict[str, Any],
-    new_image: dict[str, Any],
-    *,
-    names_by_id: dict[str, str],
-    stop_timeout_s: float | None,
-    stop_signal: str | None,
-    settle_s: float,
-    health_timeout_s: float | None = None,
-    start_replacement: bool | None = None,
-    rollback: bool = True,
-) -> str:
-    """Replace one ``container`` by one on ``new_image`` with the same settings; return its ID.
-
-    Raises EngineError before anything was touched (AutoRemove) and SwapFailedError once the
-    rollback was tried (or, with ``rollback`` False, the failed replacement kept).
-    """
-    refusal = auto_remove_refusal(container)
-    if refusal is not None:
-        raise EngineError(refusal)
-    move = Move(
-        container=container,
-        new_image=new_image,
-        old_image=old_image,
-        stop_signal=stop_signal or None,
-        stop_timeout_s=stop_timeout_for(stop_timeout_s, container),
-        settle_s=settle_s,
-        health_timeout_s=health_timeout_s,
-        rollback=rollback,
-        start=start_replacement,
-    )
-    result = swap_group(engine, [move], names_by_id)
-    if result.ok and not result.kept and move.new_id is not None:
-        return move.new_id
-    raise _single_failure(move, result)
-
-
-def _single_failure(move: Move, result: GroupResult) -> SwapFailedError:
-    """The SwapFailedError that tells what happened to a one-container group."""
-    failure = result.failure or result.kept[0]
-    outcome = "restored" if result.restored else "NOT fully restored"
-    if result.kept:
-        outcome = "kept the failed new container (rollback disabled)"
-    return SwapFailedError(
-        f"{move.name}: {failure.error}; old container {outcome}",
-        restored=result.restored and not result.kept,
-        phase=failure.phase,
-        log_tail=failure.log_tail,
-        kept=bool(result.kept),
-    )
 
 
 class _GroupSwap:

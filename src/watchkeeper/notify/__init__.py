@@ -12,29 +12,3 @@ Looking to add a channel? Write a class with a ``name`` and a ``send(message)`` 
 when it can; translate the library's errors inside ``send``; never put a secret in a message or
 an error; then build it in ``channels.build_notifiers`` from its settings.
 """
-
-from watchkeeper.notify.base import (
-    Message,
-    Notifier,
-    TransientNotificationError,
-    dispatch,
-    send_with_retry,
-    should_notify,
-)
-from watchkeeper.notify.render import check_templates, render_plain, render_report
-from watchkeeper.notify.sendgrid import SendGridNotifier
-from watchkeeper.notify.smtp import SMTPNotifier
-
-__all__ = [
-    "Message",
-    "Notifier",
-    "SMTPNotifier",
-    "SendGridNotifier",
-    "TransientNotificationError",
-    "check_templates",
-    "dispatch",
-    "render_plain",
-    "render_report",
-    "send_with_retry",
-    "should_notify",
-]

@@ -1,25 +1,17 @@
-"""Which channels the settings configure, and sending a run's summary through them at once.
+"""Which channels the settings configure.
 
 ``build_notifiers`` is the one place that reads the notification settings: SendGrid's API when
 ``SENDGRID_API_KEY`` is set, SMTP when ``SMTP_HOST`` is (``WATCHTOWER_NOTIFICATION_EMAIL_SERVER``
 with ``WATCHTOWER_NOTIFICATIONS=email``), one Apprise channel per ``NOTIFICATION_URLS`` entry.
-Several can be on at once; each message goes through all of them.
-
-``notify_report`` sends one summary synchronously (no memory of what was announced); the daemon
-uses ``notify.service.Notifications`` instead, which adds the background sender and no-noise
-rules on top of the same pieces.
+Several can be on at once; each message goes through all of them (``notify.service``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from watchkeeper.notify.apprise_channel import build_apprise_notifiers
-from watchkeeper.notify.base import Notifier, dispatch, should_notify
-from watchkeeper.notify.render import render_with_fallback
+from watchkeeper.notify.base import Notifier
 from watchkeeper.notify.sendgrid import SendGridNotifier
 from watchkeeper.notify.smtp import SMTPNotifier
-from watchkeeper.report import Report
 from watchkeeper.settings import Settings
 
 BASE_CATEGORY = "watchkeeper"
@@ -60,20 +52,3 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
     if settings.notification_urls is not None:
         notifiers += build_apprise_notifiers(settings.notification_urls.get_secret_value())
     return notifiers
-
-
-def notify_report(
-    notifiers: list[Notifier],
-    report: Report,
-    settings: Settings,
-    on_result: Callable[[str, bool], None] | None = None,
-) -> bool:
-    """Send the run's summary now when NOTIFY_ON asks for it; never raises; True when all sent."""
-    if not notifiers or not should_notify(report, settings.notify_on):
-        return True
-    message = render_with_fallback(
-        report,
-        title_tag=settings.notification_title_tag,
-        template_dir=settings.notification_template_dir,
-    )
-    return dispatch(notifiers, message.redacted(settings.secrets()), on_result=on_result)

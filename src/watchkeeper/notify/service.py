@@ -65,15 +65,6 @@ class Notifications:
         return cls(settings, build_notifiers(settings), store, on_result=on_result)
 
     @property
-    def on_result(self) -> ResultCallback | None:
-        """Called with (channel, delivered) once per channel and message."""
-        return self.worker.on_result
-
-    @on_result.setter
-    def on_result(self, callback: ResultCallback | None) -> None:
-        self.worker.on_result = callback
-
-    @property
     def channel_names(self) -> list[str]:
         """The configured channels' names (no secret in them)."""
         return [notifier.name for notifier in self.notifiers]

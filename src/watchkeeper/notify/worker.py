@@ -52,16 +52,13 @@ class NotificationWorker:
         *,
         on_result: ResultCallback | None = None,
         max_queued: int = MAX_QUEUED,
-        send: Callable[..., bool] = dispatch,
     ) -> None:
         """Nothing starts until the first ``submit``.
 
-        ``on_result(channel, delivered)`` is called once per channel and message (metrics);
-        ``send`` is ``dispatch`` (a parameter so tests can observe the worker).
+        ``on_result(channel, delivered)`` is called once per channel and message (metrics).
         """
         self.notifiers = list(notifiers)
         self.on_result = on_result
-        self._send = send
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queued)
         self._unfinished = 0
         self._idle = threading.Condition()
@@ -121,7 +118,7 @@ class NotificationWorker:
                 self.on_result(channel, delivered)
 
         try:
-            self._send(self.notifiers, job.message, on_result=record)
+            dispatch(self.notifiers, job.message, on_result=record)
             if job.on_done is not None:
                 job.on_done(results)
         except Exception as exc:  # the thread must survive a bug in a callback

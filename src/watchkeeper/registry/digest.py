@@ -76,13 +76,11 @@ class InsecurePolicy:
     networks: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
 
     @classmethod
-    def from_engine_info(cls, info: Mapping[str, Any]) -> InsecurePolicy:
-        """From one ``docker info``: ``IndexConfigs`` not Secure, ``InsecureRegistryCIDRs``."""
-        return cls.from_engines_info([info])
-
-    @classmethod
     def from_engines_info(cls, infos: Iterable[Mapping[str, Any]]) -> InsecurePolicy:
         """The union over every engine watched: a registry any of them does not verify.
+
+        Each ``docker info`` names them in ``IndexConfigs`` (not Secure) and
+        ``InsecureRegistryCIDRs``.
 
         Each engine pulls with its own settings; the check is one for all of them, and a
         registry that one engine reaches as insecure must not be "check failed" for it.
@@ -164,12 +162,6 @@ class RegistryClient:
         self._errors: Counter[str] = Counter()
 
     # -- public surface -------------------------------------------------------------------
-
-    @property
-    def requests_made(self) -> int:
-        """Total HTTP requests sent so far (redirects and token requests included)."""
-        with self._lock:
-            return sum(self._requests.values())
 
     @property
     def requests_by_registry(self) -> dict[str, int]:
