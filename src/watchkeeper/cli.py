@@ -103,12 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"watchkeeper: configuration error: {exc}", file=sys.stderr)
         return 2
-    quiet_stdout = getattr(args, "json", False)
     configure_logging(
         settings.log_format,
         settings.log_level,
         settings.secrets(),
-        stream=sys.stderr if quiet_stdout else sys.stdout,
+        stream=sys.stderr if stdout_is_result(args) else sys.stdout,
     )
     try:
         return dispatch_command(args, settings)
@@ -125,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Only before the signal handlers are in place (connecting): nothing was touched.
         return 130
+
+
+def stdout_is_result(args: argparse.Namespace) -> bool:
+    """Whether the command prints its result on stdout (``check``, any ``--json``).
+
+    Its log lines then go to stderr, so that ``watchkeeper check | grep stale`` reads the table
+    alone and ``--json`` output stays parseable.
+    """
+    return args.command == "check" or bool(getattr(args, "json", False))
 
 
 def dispatch_command(args: argparse.Namespace, settings: Settings) -> int:

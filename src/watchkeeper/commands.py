@@ -55,7 +55,7 @@ def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool)
         if report is not None and as_json:
             print(json.dumps(report.to_dict()))
         if signals.received is not None:
-            log.warning("shutdown", reason="signal", signal=signals.name)
+            log.info("shutdown", reason="signal", signal=signals.name)
             return signals.exit_code
     assert report is not None
     return 1 if report.has_failures else 0

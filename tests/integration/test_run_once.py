@@ -10,7 +10,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.conftest import ImageFactory, Registry, run_watchkeeper, start_registry
+from tests.conftest import CliResult, ImageFactory, Registry, run_watchkeeper, start_registry
 from tests.integration.conftest import FAST, SLEEP, StaleStarter, Starter
 
 
@@ -85,6 +85,27 @@ def test_run_once_pinned_and_local_only_are_skipped_untouched(
     assert docker_client.containers.get(pinned.name).id == pinned.id
     assert docker_client.containers.get(local.name).id == local.id
     docker_client.images.remove(local_tag, force=True)
+
+
+def test_check_table_stdout_holds_only_the_table(
+    registry: Registry, images: ImageFactory, start: Starter
+) -> None:
+    """``check`` without ``--json`` prints the table alone on stdout; its log lines go to stderr."""
+    stale_tag, fresh_tag = f"{registry.host}/table:1", f"{registry.host}/table:2"
+    images.build_and_push(stale_tag, SLEEP, marker="v1")
+    images.build_and_push(fresh_tag, SLEEP, marker="v1")
+    stale, fresh = start(stale_tag), start(fresh_tag)
+    images.build_and_push(stale_tag, SLEEP, marker="v2")
+    debug = {"WATCHKEEPER_LOG_LEVEL": "debug"}
+    result = run_watchkeeper("check", stale.name, fresh.name, env=debug)
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:2] == ["CONTAINER", "IMAGE"]
+    verdicts = {row.split()[0]: row.split()[4] for row in rows}
+    assert verdicts == {stale.name: "stale", fresh.name: "fresh"}
+    assert "{" not in result.stdout
+    logged = {e["event"] for e in CliResult(0, "", result.stderr).events()}
+    assert {"image.stale", "image.checked"} <= logged
 
 
 def test_run_once_registry_down_leaves_its_containers_updates_others(

@@ -155,15 +155,7 @@ def apply_no_pull(engine: Engine, items: Sequence[Watched]) -> None:
         digests = [d.split("@", 1)[1] for d in image.get("RepoDigests") or [] if "@" in d]
         item.remote_digest = digests[0] if digests else None
         item.verdict = Verdict.FRESH if item.target_image_id == item.image_id else Verdict.STALE
-        log.info(
-            "image.stale" if item.verdict is Verdict.STALE else "image.checked",
-            container=item.name,
-            image=item.image_ref,
-            verdict=str(item.verdict),
-            local_digest=item.local_digest,
-            remote_digest=item.remote_digest,
-            no_pull=True,
-        )
+        log_verdict(item, no_pull=True)
 
 
 def apply_answer(item: Watched, answer: str | RegistryError | None) -> None:
@@ -175,13 +167,24 @@ def apply_answer(item: Watched, answer: str | RegistryError | None) -> None:
         item.verdict = Verdict.ERROR
         item.error = str(answer) if answer is not None else "no answer from the registry"
         item.auth_failed = isinstance(answer, RegistryAuthError)
-    event = "image.stale" if item.verdict is Verdict.STALE else "image.checked"
-    log.info(
-        event,
-        container=item.name,
-        image=item.image_ref,
-        verdict=str(item.verdict),
-        local_digest=item.local_digest,
-        remote_digest=item.remote_digest,
-        error=item.error,
-    )
+    log_verdict(item, error=item.error)
+
+
+def log_verdict(item: Watched, **extra: Any) -> None:
+    """Log a stale container as ``image.stale`` (info), any other as ``image.checked`` (debug).
+
+    Every container is checked at every poll: "nothing changed" at info would be 144,000 lines a
+    day for 500 containers every 5 minutes; ``run.finished`` carries the counts at info.
+    """
+    fields = {
+        "container": item.name,
+        "image": item.image_ref,
+        "verdict": str(item.verdict),
+        "local_digest": item.local_digest,
+        "remote_digest": item.remote_digest,
+        **extra,
+    }
+    if item.verdict is Verdict.STALE:
+        log.info("image.stale", **fields)
+    else:
+        log.debug("image.checked", **fields)

@@ -103,7 +103,7 @@ def _build_moves(
         if not planned.recreate and auto_remove_refusal(move.container) is not None:
             # Stopped, a --rm container vanishes: it is left running rather than blocking
             # the update of what it depends on.
-            log.warning("container.skipped", container=planned.name, reason=_RM_DEPENDENT)
+            log.info("container.skipped", container=planned.name, reason=_RM_DEPENDENT)
             continue
         moves[planned.container_id] = move
     return moves

@@ -31,6 +31,9 @@ from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
 
+# One literal event per way a group is repaired, so that searching for the name finds this line.
+_REPAIRED = {"finished": "recovery.swap_finished", "undone": "recovery.swap_undone"}
+
 
 @dataclass(frozen=True)
 class Recovery:
@@ -93,7 +96,7 @@ def _repair(engine: Engine, group: list[Unit]) -> list[Recovery]:
             log.error("recovery.failed", **_fields(unit), error=str(exc))
         return [Recovery(unit.name, "failed", str(exc)) for unit in group]
     for unit in group:
-        log.warning(f"recovery.swap_{action}", **_fields(unit))
+        log.warning(_REPAIRED[action], **_fields(unit))
     return [Recovery(unit.name, action) for unit in group]
 
 

@@ -88,7 +88,7 @@ def update_stale(ctx: UpdateContext, watched: Sequence[Watched]) -> list[Contain
         excluded=[c["Id"] for c in ctx.snapshots if read_bool_label(c, "enable") is False],
     )
     for cid, reason in plan.left_out.items():
-        log.warning("container.skipped", container=graph.name(cid), reason=reason)
+        log.info("container.skipped", container=graph.name(cid), reason=reason)
     for group in plan.groups:
         outcomes += update_group(ctx, group, targets)
     remove_old_images(ctx)

@@ -96,7 +96,7 @@ def run_hook(engine: Engine, container: dict[str, Any], hook: str) -> HookResult
         return None
     state = container.get("State") or {}
     if not state.get("Running") or state.get("Restarting"):
-        log.info("hook.skipped", container=name, hook=hook, reason="container not running")
+        log.warning("hook.skipped", container=name, hook=hook, reason="container not running")
         return None
     timeout_s = hook_timeout(container, hook)
     started = time.monotonic()

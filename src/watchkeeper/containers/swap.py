@@ -84,6 +84,9 @@ class _GroupSwap:
             try:
                 self._create(move)
             except Exception as exc:  # any failure, even an unexpected one, must be undone
+                log.debug(
+                    "container.swap_error", container=move.name, phase=Phase.PREPARE, exc_info=True
+                )
                 return self._fail(Failure(move, Phase.PREPARE, str(exc)))
         for step, phase, order in (
             (self._stop, Phase.STOP, list(reversed(self.moves))),
@@ -92,7 +95,10 @@ class _GroupSwap:
             for move in order:
                 try:
                     step(move)
-                except Exception as exc:
+                except Exception as exc:  # any failure must roll the group back
+                    log.debug(
+                        "container.swap_error", container=move.name, phase=phase, exc_info=True
+                    )
                     return self._fail(Failure(move, phase, str(exc)))
             pause_point("stopped" if phase is Phase.STOP else "renamed")
         for move in self.moves:
@@ -174,7 +180,8 @@ class _GroupSwap:
             if move.held:  # started under its held name: a crash before the rename is found
                 self.engine.rename(move.old_id, move.name)
                 move.held = False
-        except Exception as exc:
+        except Exception as exc:  # any failure must roll the group back
+            log.debug("container.swap_error", container=move.name, phase=Phase.START, exc_info=True)
             move.logger().error("container.start_failed", container_id=move.current_id)
             return Failure(move, Phase.START, str(exc), self._tail(move.current_id))
         started = time.monotonic()
@@ -187,7 +194,8 @@ class _GroupSwap:
                 settle_s=move.settle_s,
                 health_timeout_s=move.health_timeout_s,
             )
-        except Exception as exc:
+        except Exception as exc:  # any failure must roll the group back
+            log.debug("container.swap_error", container=move.name, phase=Phase.READY, exc_info=True)
             reason = exc.verdict if isinstance(exc, NotReadyError) else "error"
             move.logger().error("container.not_ready", verdict=reason, error=str(exc))
             return Failure(move, Phase.READY, str(exc), self._tail(move.current_id))

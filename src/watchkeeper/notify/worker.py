@@ -75,7 +75,7 @@ class NotificationWorker:
         """Queue ``message``; returns at once: True when queued, False when dropped."""
         with self._idle:
             if self._closed:
-                log.warning("notification.dropped", reason="closed", subject=message.subject)
+                log.error("notification.dropped", reason="closed", subject=message.subject)
                 return False
             try:
                 self._queue.put_nowait(Job(message, on_done))

@@ -248,7 +248,7 @@ class RegistryClient:
         except Exception as exc:  # one image's bug must not end the whole check
             error = RegistryError(f"{ref.name}: unexpected error: {type(exc).__name__}")
             error.__cause__ = exc
-            log.exception("registry.digest_failed", image=ref.name, error=str(error))
+            log.warning("registry.digest_failed", image=ref.name, error=str(error), exc_info=True)
             return error
 
     def _head_manifest(self, ref: Reference) -> str:
