@@ -10,7 +10,7 @@ SHA = "sha256:" + "a" * 64
 SHA_B = "sha256:" + "0123456789abcdef" * 4
 
 VALID = [
-    # (text, registry, repository, tag, digest)
+    # Each: the text, then its registry, repository, tag and digest.
     ("nginx", "docker.io", "library/nginx", "latest", None),
     ("nginx:1.25", "docker.io", "library/nginx", "1.25", None),
     ("library/nginx", "docker.io", "library/nginx", "latest", None),

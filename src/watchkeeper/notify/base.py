@@ -172,7 +172,7 @@ def _send_logged(
             "notification.failed", channel=notifier.name, error=str(exc), permanent=exc.permanent
         )
         return False
-    except Exception as exc:  # a bug in one channel must not end the run either
+    except Exception as exc:  # noqa: BLE001 - a bug in one channel must not end the run either
         error = f"{type(exc).__name__}: {exc}"
         log.error("notification.failed", channel=notifier.name, error=error, permanent=True)
         return False

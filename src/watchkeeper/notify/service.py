@@ -85,7 +85,7 @@ class Notifications:
                 title_tag=self.settings.notification_title_tag,
                 template_dir=self.settings.notification_template_dir,
             )
-        except Exception as exc:  # a notification problem never ends a run
+        except Exception as exc:  # noqa: BLE001 - a notification problem never ends a run
             self.announcements.release(selection.keys)
             log.error("notification.failed", channel="render", error=f"{type(exc).__name__}: {exc}")
             return False

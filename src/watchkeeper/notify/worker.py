@@ -121,7 +121,7 @@ class NotificationWorker:
             dispatch(self.notifiers, job.message, on_result=record)
             if job.on_done is not None:
                 job.on_done(results)
-        except Exception as exc:  # the thread must survive a bug in a callback
+        except Exception as exc:  # noqa: BLE001 - the thread must survive a bug in a callback
             log.error("notification.worker_failed", error=f"{type(exc).__name__}: {exc}")
 
     def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
