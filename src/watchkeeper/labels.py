@@ -1,4 +1,4 @@
-"""Container labels watchkeeper reads (CONTRACT §4), under our prefix and Watchtower's.
+"""Container labels watchkeeper reads (README, "Settings"), under our prefix and Watchtower's.
 
 Each ``watchkeeper.<x>`` label is also read as ``com.centurylinklabs.watchtower.<x>`` so that a
 Watchtower user can switch images without relabelling; ours wins when both are present.

@@ -1,6 +1,6 @@
 """Logging: structlog configured once, JSON lines or console, with secrets redacted.
 
-Every event is ``area.what_happened`` with key-value fields (CONTRACT §9). The redaction
+Every event is ``area.what_happened`` with key-value fields (README, "Logs"). The redaction
 processor runs last before rendering, so no code path can leak a secret into the output: it
 masks every known secret value wherever it appears, and any field whose key names a credential.
 """

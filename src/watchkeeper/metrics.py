@@ -1,4 +1,5 @@
-"""Prometheus metrics of the daemon, served by ``GET /v1/metrics`` (CONTRACT §7).
+"""Prometheus metrics of the daemon, served by ``GET /v1/metrics``
+(README, "Schedule, HTTP API and metrics").
 
 Each :class:`Metrics` owns its own ``CollectorRegistry`` instead of prometheus-client's global
 default, so that two daemons in one process (tests) never share or collide on counters.

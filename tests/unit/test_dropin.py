@@ -13,7 +13,7 @@ from watchkeeper.labels import read_label
 from watchkeeper.scheduler import periodic_polls
 from watchkeeper.settings import load_settings
 
-# Every Watchtower alias of CONTRACT §3: (variable, value, field, expected value).
+# Every Watchtower alias (README, "Coming from Watchtower"): (variable, value, field, expected).
 ALIASES: list[tuple[str, str, str, Any]] = [
     ("WATCHTOWER_POLL_INTERVAL", "30", "poll_interval", 30.0),
     ("WATCHTOWER_SCHEDULE", "0 0 4 * * *", "schedule", "0 0 4 * * *"),
@@ -82,7 +82,7 @@ LABEL_KEYS = [
 def test_load_settings_watchtower_alias_means_the_same(
     variable: str, value: str, field: str, expected: Any
 ) -> None:
-    """Each Watchtower variable of CONTRACT §3 sets the matching watchkeeper setting."""
+    """Each Watchtower variable of the README's settings table sets the matching setting."""
     assert getattr(load_settings(environ={variable: value}), field) == expected
 
 
@@ -120,7 +120,7 @@ def test_load_settings_repo_pass_is_a_secret() -> None:
 
 @pytest.mark.parametrize("key", LABEL_KEYS)
 def test_read_label_watchtower_twin_is_read(key: str) -> None:
-    """Each label of CONTRACT §4 is also read under Watchtower's prefix; ours wins."""
+    """Each label the README lists is also read under Watchtower's prefix; ours wins."""
     theirs = {"Config": {"Labels": {f"com.centurylinklabs.watchtower.{key}": "theirs"}}}
     labels = {f"com.centurylinklabs.watchtower.{key}": "theirs", f"watchkeeper.{key}": "ours"}
     both = {"Config": {"Labels": labels}}

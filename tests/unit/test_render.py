@@ -1,4 +1,7 @@
-"""Rendering a run's report into the notification subject, HTML and plain text (CONTRACT §10)."""
+"""Rendering a run's report into the notification subject, HTML and plain text.
+
+README, "Notifications: SendGrid, SMTP and every other channel".
+"""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_parse_duration_garbage_raises(text: str) -> None:
 
 
 def test_load_settings_defaults_match_contract() -> None:
-    """With an empty environment the defaults of CONTRACT §3 apply."""
+    """With an empty environment the defaults of the README's settings table apply."""
     settings = load_settings(environ={})
     assert settings.poll_interval == 300.0
     assert settings.cleanup is True

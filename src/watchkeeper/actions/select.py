@@ -1,4 +1,4 @@
-"""Selection: which containers a run watches (CONTRACT §3, §4).
+"""Selection: which containers a run watches (README, "Settings": variables and labels).
 
 By name (positional arguments), by state (running; stopped and restarting when asked), by label
 (``watchkeeper.enable``, ``LABEL_ENABLE``, ``SCOPE``), by ``DISABLE_CONTAINERS``, and by image

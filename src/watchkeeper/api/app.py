@@ -61,7 +61,7 @@ class RequestLog:
 
 
 def create_app(backend: ApiBackend) -> FastAPI:
-    """The API application: the routes of CONTRACT §7, ``/openapi.json``, no docs pages."""
+    """The API application: the routes the README lists, ``/openapi.json``, no docs pages."""
     app = FastAPI(
         title="watchkeeper",
         version=__version__,

@@ -1,4 +1,4 @@
-"""The endpoints of CONTRACT §7 and their bearer-token check.
+"""The endpoints of the README's "Schedule, HTTP API and metrics" and their bearer-token check.
 
 The token is compared with ``hmac.compare_digest`` on bytes (constant time, and no TypeError
 for non-ASCII input); a missing or wrong token is 401, never FastAPI's default 403. Whether

@@ -5,7 +5,8 @@ raises ``NotificationError``: ``permanent=True`` when a retry cannot help (bad k
 ``TransientNotificationError`` when it may (rate limit, 5xx, network), optionally with the delay the
 server asked for. ``send_with_retry`` turns that distinction into backoff; ``dispatch`` sends one
 message through every channel and turns failures into ``notification.failed`` log lines, because a
-notification failure must never break a run (CONTRACT §10).
+notification failure must never break a run
+(docs/architecture.md, "To add a notification channel").
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Message:
     severity: str = "info"
 
     def redacted(self, secrets: Iterable[str], mask: str = "***") -> Message:
-        """This message with every secret value replaced by ``mask`` (CONTRACT §6).
+        """This message with every secret value replaced by ``mask`` (README, "Security").
 
         Values shorter than 4 characters are left alone, like the log redaction does: masking
         every ``a`` of a text would hide the message, not the secret.

@@ -4,8 +4,8 @@ The bodies come from Jinja2 templates, ``report.html.j2`` and ``report.txt.j2``:
 in ``notify/templates``, or the user's own (``NOTIFICATION_TEMPLATE_DIR``), which are looked up
 first. Both get the same context, which is therefore part of the user-facing contract:
 
-``subject``, ``host``, ``title_tag`` (or None), ``counts`` (CONTRACT §8 counts), ``duration``
-("1.9 s"), ``report`` (the whole §8 dict), ``rows`` (one ``Row`` per container, display-ready:
+``subject``, ``host``, ``title_tag`` (or None), ``counts`` (README, "The report"), ``duration``
+("1.9 s"), ``report`` (the whole report dict), ``rows`` (one ``Row`` per container, display-ready:
 ``name``, ``image``, ``old_digest``/``new_digest`` (12 hex digits, or ""), ``digests``
 ("abc → def"), ``state``, ``state_label`` ("rolled back"), ``duration``, ``error``, ``reason``
 (why it was skipped, failed or rolled back, "" when it says nothing the error does not) and
@@ -120,7 +120,7 @@ def column_widths(rows: list[Row]) -> dict[str, int]:
 
 
 def render_subject(report: Report, title_tag: str | None = None) -> str:
-    """``[TAG] watchkeeper on HOST: 2 updated, 1 rolled back`` (CONTRACT §10)."""
+    """``[TAG] watchkeeper on HOST: 2 updated, 1 rolled back`` (README, "Notifications")."""
     counts = report.counts()
     parts = [
         f"{counts[str(state)]} {label}" for state, label in SUBJECT_COUNTS if counts[str(state)]

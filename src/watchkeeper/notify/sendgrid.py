@@ -13,7 +13,7 @@ SendGrid answer                             watchkeeper error
 refused connection, DNS, timeout, reset     ``TransientNotificationError``
 =========================================  =================================================
 
-The API key is a secret (CONTRACT §6): it is kept out of ``repr``, out of every error message
+The API key is a secret (README, "Security"): it is kept out of ``repr``, out of every error message
 (redacted should anything echo it) and out of ``python_http_client``'s debug log, which would
 otherwise print the request headers, ``Authorization`` included.
 

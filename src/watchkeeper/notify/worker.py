@@ -2,7 +2,8 @@
 
 A run hands its summary to ``NotificationWorker.submit`` and goes on at once; the worker thread
 sends it with the retries and backoff of ``dispatch``. So a SendGrid that answers slowly, asks
-to come back in 30 s or is down never delays the next container or the next run (CONTRACT §10).
+to come back in 30 s or is down never delays the next container or the next run
+(README, "Notifications: SendGrid, SMTP and every other channel").
 
 Messages are sent one at a time, in order. The queue is bounded: when it is full (every channel
 down for hours), the new message is dropped and logged as ``notification.dropped`` rather than

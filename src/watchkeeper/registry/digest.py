@@ -1,7 +1,7 @@
 """Ask registries which digest is behind a tag: one ``HEAD`` per image, never a pull.
 
 The engine's own ``/distribution`` endpoint GETs the manifest and the config blob, and Docker
-Hub counts a manifest GET as a pull; a HEAD is free (ENGINE-NOTES, "Registry digests"). So
+Hub counts a manifest GET as a pull; a HEAD is free (README, opening list). So
 :class:`RegistryClient` speaks the registry API itself: ``GET /v2/`` once per host to learn the
 auth challenge, a bearer token per repository when asked for one (cached until it expires), then
 ``HEAD /v2/<name>/manifests/<tag>`` accepting manifest lists and OCI indexes, so the digest is the
