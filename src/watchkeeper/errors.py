@@ -27,7 +27,10 @@ which is the only code that needs their extra fields)::
     └── QueueFullError              (scheduler) too many API runs wait -> API 429
 
 Outside the tree on purpose: ``state.StateFileUnreadableError`` is an ``OSError`` that never
-leaves ``state.py`` (the store logs ``state.unreadable`` and keeps its memory in the process).
+leaves ``state.py`` (the store logs ``state.unreadable`` and keeps its memory in the process);
+``versions.candidates.TagRegexError`` is a ``ValueError`` of the pure tag policy, which imports
+nothing of watchkeeper's: it names the label or setting whose regex does not compile, and its
+caller decides what that becomes.
 """
 
 from __future__ import annotations
