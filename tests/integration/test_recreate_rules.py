@@ -6,11 +6,13 @@ points at the new one. A dependent recreated "on its own image" stays on the ima
 when its tag was moved meanwhile. And three settings that the create request used to lose:
 ``--volumes-from x:ro``, an ``--entrypoint`` equal to the image's with no command, and
 ``--network host --uts host``: the replacement's inspect equals the old one's but for what
-legitimately differs (``comparable``).
+legitimately differs (``comparable``). A stopped container's MAC in the engine's own
+``02:42:`` form, given by the user, is carried over on Engine 20.10 and 26.1 alike.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import docker
@@ -187,3 +189,26 @@ def test_recreate_host_network_and_uts_replaced_with_same_settings(
 
     assert comparable(after) == comparable(before)
     assert (after["HostConfig"]["NetworkMode"], after["HostConfig"]["UTSMode"]) == ("host", "host")
+
+
+def test_recreate_stopped_container_keeps_user_mac_in_generated_form(
+    registry: Registry, images: ImageFactory, docker_client: docker.DockerClient, start: Starter
+) -> None:
+    """A stopped container's --mac-address 02:42:… (INCLUDE_STOPPED) is its MAC when revived."""
+    tail = uuid.uuid4().hex[:4]
+    mac = f"02:42:0a:ff:{tail[:2]}:{tail[2:]}"  # the engine's own form, for no IP it ever gives
+    tag = f"{registry.host}/mac:1"
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
+    app = start(tag, "app", mac_address=mac)
+    app.stop(timeout=5)
+    images.build_and_push(tag, SLEEP, marker=unique("v2"))
+    env = {**FAST, "WATCHKEEPER_INCLUDE_STOPPED": "true", "WATCHKEEPER_REVIVE_STOPPED": "true"}
+
+    result = run_watchkeeper("run", "--once", "--json", app.name, env=env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.report()["containers"][0]["state"] == "updated"
+    after = assert_service_intact(docker_client, app.name)
+    assert after["Id"] != app.id
+    (endpoint,) = after["NetworkSettings"]["Networks"].values()
+    assert endpoint["MacAddress"] == mac

@@ -442,10 +442,36 @@ def test_spec_desired_mac_address_decides_on_engines_that_report_it() -> None:
     assert "MacAddress" not in json.dumps(spec.body)
 
 
-def test_spec_stopped_container_mac_trusted_only_before_api_144() -> None:
-    """Without an IP, a 02:42: MAC is the user's on 20.10 but undecidable on 26.1 (dropped)."""
+def test_spec_stopped_container_user_mac_kept_on_20_10_and_26_1() -> None:
+    """A stopped container's 02:42: MAC from Config.MacAddress is the user's on 20.10 and 26.1."""
     assert spec_of("stopped_mac", "1.41").body["MacAddress"] == "02:42:0a:0b:0c:0d"
-    assert "02:42:0a:0b:0c:0d" not in json.dumps(spec_of("stopped_mac", "1.45").body)
+    spec = spec_of("stopped_mac", "1.45")
+    assert "MacAddress" not in spec.body
+    assert spec.body["NetworkingConfig"]["EndpointsConfig"] == {
+        "bridge": {"MacAddress": "02:42:0a:0b:0c:0d"}
+    }
+
+
+def test_spec_config_mac_equal_to_generated_form_kept_on_api_145() -> None:
+    """On 26.1 a Config.MacAddress equal to its endpoint's 02:42:+IP MAC was given by the user."""
+    container = record("1.45")["containers"]["plain"]
+    mac = container["NetworkSettings"]["Networks"]["bridge"]["MacAddress"]
+    container["Config"]["MacAddress"] = mac
+    spec = spec_of("", "1.45", container=container)
+    assert spec.body["NetworkingConfig"]["EndpointsConfig"] == {"bridge": {"MacAddress": mac}}
+
+
+def test_spec_stopped_container_02_42_mac_dropped_from_api_148() -> None:
+    """From API 1.48 (unproven engines) a 02:42: MAC without an IP to compare is not carried."""
+    data = record("1.45")
+    spec = build_create_spec(
+        data["containers"]["stopped_mac"],
+        data["old_image"],
+        data["new_image"],
+        api_version="1.48",
+        names_by_id={},
+    )
+    assert "02:42:0a:0b:0c:0d" not in json.dumps(spec.body)
 
 
 def test_spec_default_bridge_primary_keyed_by_network_mode(api_version: str) -> None:

@@ -46,6 +46,11 @@ _ENDPOINT_FIELDS = ("IPAMConfig", "Links", "DriverOpts")
 _ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")
 # From this API version every endpoint (and its MacAddress) can be given at create.
 _ENDPOINTS_AT_CREATE = (1, 44)
+# Below this API version (engines up to 27) ``Config.MacAddress`` holds only a MAC the user
+# gave: Engine 26.1 leaves it empty for generated MACs, also after a daemon restart, and keeps
+# the user's while the container is stopped (its endpoint then shows no MAC). Newer engines
+# are not proven here (README, "Development and tests").
+_CONFIG_MAC_IS_USERS_BELOW = (1, 48)
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,15 @@ def build_create_spec(
     so that ``container:<id>`` network, PID and IPC modes can point at the parent's name.
     Raises nothing.
     """
-    endpoints_at_create = parse_api_version(api_version) >= _ENDPOINTS_AT_CREATE
+    api = parse_api_version(api_version)
+    endpoints_at_create = api >= _ENDPOINTS_AT_CREATE
     mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "default")
-    endpoints = _endpoints(container, mode, with_mac=endpoints_at_create)
+    endpoints = _endpoints(
+        container,
+        mode,
+        with_mac=endpoints_at_create,
+        config_mac_is_users=api < _CONFIG_MAC_IS_USERS_BELOW,
+    )
     body = _user_config(container, old_image.get("Config") or {}, mode)
     body["Labels"] = _labels(container, old_image, new_image)
     body["HostConfig"] = _host_config(container, mode, names_by_id)
@@ -354,7 +365,7 @@ def _primary_network(container: dict[str, Any], mode: str) -> str | None:
 
 
 def _endpoints(
-    container: dict[str, Any], mode: str, *, with_mac: bool
+    container: dict[str, Any], mode: str, *, with_mac: bool, config_mac_is_users: bool
 ) -> dict[str, dict[str, Any]]:
     """Per network, the endpoint settings the user chose (no IDs, no engine-made values)."""
     if mode in ("host", "none") or mode.startswith("container:"):
@@ -368,7 +379,9 @@ def _endpoints(
         aliases = [alias for alias in settings.get("Aliases") or [] if alias != short_id]
         if aliases:
             endpoint["Aliases"] = aliases
-        mac = _endpoint_mac(container, name, settings, mode) if with_mac else None
+        mac = None
+        if with_mac:
+            mac = _endpoint_mac(container, name, settings, mode, config_mac_is_users)
         if mac:
             endpoint["MacAddress"] = mac
         endpoints[str(name)] = endpoint
@@ -376,20 +389,29 @@ def _endpoints(
 
 
 def _endpoint_mac(
-    container: dict[str, Any], network: str, settings: dict[str, Any], mode: str
+    container: dict[str, Any],
+    network: str,
+    settings: dict[str, Any],
+    mode: str,
+    config_mac_is_users: bool,
 ) -> str | None:
     """The user-set MAC of one endpoint (API >= 1.44), None for an engine-generated one.
 
-    Engines 25-27 tell it apart (``DesiredMacAddress``); otherwise a MAC that is ``02:42:``
-    plus the endpoint's IPv4 bytes is the engine's own. The deprecated ``Config.MacAddress``
-    belongs to the ``NetworkMode`` network.
+    Engines that report ``DesiredMacAddress`` tell it apart. The deprecated
+    ``Config.MacAddress`` belongs to the ``NetworkMode`` network; where only the user's MAC is
+    written there (``config_mac_is_users``) it is the user's, even in ``02:42:`` form and on a
+    stopped container, whose endpoint shows no MAC and no IP to compare with. Otherwise a MAC
+    that is ``02:42:`` plus the endpoint's IPv4 bytes is the engine's own.
     """
     if "DesiredMacAddress" in settings:
         return settings.get("DesiredMacAddress") or None
     mac = settings.get("MacAddress") or None
-    if mac is None and network == _primary_network(container, mode):
-        mac = (container.get("Config") or {}).get("MacAddress") or None
-    return _user_mac(mac, settings.get("IPAddress") or "")
+    config_mac = None
+    if network == _primary_network(container, mode):
+        config_mac = (container.get("Config") or {}).get("MacAddress") or None
+    if config_mac and config_mac_is_users and mac in (None, config_mac):
+        return str(config_mac)
+    return _user_mac(mac or config_mac, settings.get("IPAddress") or "")
 
 
 def _legacy_mac(container: dict[str, Any], primary: str) -> str | None:
