@@ -21,6 +21,7 @@ from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
     Runner,
     build_services,
+    connect,
     heartbeat_age,
     serve,
     shutdown_signals,
@@ -75,11 +76,11 @@ def daemon(settings: Settings, names: Sequence[str]) -> int:
 
 def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     """Dry run: print every watched container's verdict; exit 1 when a registry failed."""
-    services = build_services(settings)
+    engines, _, registry = connect(settings)
     rows: list[Watched] = []
-    for engine in services.engines:
+    for engine in engines:
         selected, _ = select_containers(engine.list_containers(all=True), settings, names)
-        rows += check_containers(engine, services.registry, selected, no_pull=settings.no_pull)
+        rows += check_containers(engine, registry, selected, no_pull=settings.no_pull)
     if as_json:
         print(json.dumps([check_row(w) for w in rows]))
     else:

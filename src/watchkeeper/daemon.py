@@ -52,7 +52,26 @@ HEARTBEAT_EVERY_S = 10.0
 
 
 def build_services(settings: Settings) -> Services:
-    """Connect to every engine and build the registry client.
+    """Everything a run needs: the adapters, the state store and the metrics.
+
+    The one place a StateStore is built: one per state file, shared by the update path
+    (failed digests) and the notifications (announced ones); two stores of one file would each
+    keep their own memory of it. Raises EngineUnreachableError when an engine cannot be reached
+    (nothing is touched then).
+    """
+    engines, credentials, registry = connect(settings)
+    return Services(
+        settings=settings,
+        engines=engines,
+        registry=registry,
+        credentials=credentials,
+        state=StateStore(settings.state_dir),
+        metrics=Metrics(registry),
+    )
+
+
+def connect(settings: Settings) -> tuple[list[Engine], CredentialStore, RegistryClient]:
+    """Connect to every engine and build the registry client (all that ``check`` needs).
 
     Raises EngineUnreachableError when an engine cannot be reached (nothing is touched then).
     """
@@ -70,28 +89,22 @@ def build_services(settings: Settings) -> Services:
         concurrency=settings.registry_concurrency,
         certs_dir=settings.registry_certs_dir,
     )
-    return Services(settings=settings, engines=engines, registry=registry, credentials=credentials)
+    return engines, credentials, registry
 
 
 class Runner:
     """Performs runs one at a time, records their metrics and sends their summaries."""
 
-    def __init__(
-        self, services: Services, names: Sequence[str] = (), metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, services: Services, names: Sequence[str] = ()) -> None:
         self.services = services
         self.names = list(names)
-        # One StateStore per state file (two would overwrite each other's sections): the
-        # notified digests live in the same store as the update path's failed ones.
-        if services.state is None:
-            services.state = StateStore(services.settings.state_dir)
+        self.metrics = services.metrics
         self.notifications = Notifications.from_settings(
-            services.settings, services.state, on_result=self.count_notification
+            services.settings, services.state, on_result=self.metrics.record_notification
         )
         self.notifiers = self.notifications.notifiers
         self.lock = threading.Lock()
         self.last_report: Report | None = None
-        self.metrics = metrics
         self.engine_locks = engine_locks(services.settings.state_dir, services.engines)
         self._recovery_due = True
 
@@ -129,12 +142,10 @@ class Runner:
                 log.warning("run.skipped", trigger=trigger, reason=str(exc), pid=exc.holder)
                 raise
             except Exception:
-                if self.metrics is not None:
-                    self.metrics.record_crash(trigger, time.monotonic() - started)
+                self.metrics.record_crash(trigger, time.monotonic() - started)
                 raise
             self.last_report = report
-        if self.metrics is not None:
-            self.metrics.record_run(trigger, report)
+        self.metrics.record_run(trigger, report)
         return report
 
     def perform_run(self, trigger: str, images: Sequence[str] = ()) -> Report:
@@ -168,11 +179,6 @@ class Runner:
         """Send what is queued (bounded wait) and stop the notification thread."""
         return self.notifications.close()
 
-    def count_notification(self, channel: str, delivered: bool) -> None:
-        """Count one channel's delivery in the metrics (``notify_report``'s ``on_result``)."""
-        if self.metrics is not None:
-            self.metrics.record_notification(channel, delivered)
-
 
 class Daemon:
     """The parts of a running daemon: run queue, schedule, API (notifications: the Runner's)."""
@@ -180,8 +186,6 @@ class Daemon:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.settings = runner.services.settings
-        if runner.metrics is None:
-            runner.metrics = Metrics(runner.services.registry)
         self.metrics = runner.metrics
         # Runner.notify only queues the summary for the notification thread: never waits.
         self.queue = RunQueue(runner.execute, after=runner.notify)

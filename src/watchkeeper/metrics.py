@@ -160,7 +160,7 @@ class Metrics:
         self.run_duration.observe(duration_s)
 
     def record_notification(self, channel: str, delivered: bool) -> None:
-        """Count one channel's delivery (the ``on_result`` callback of ``notify_report``)."""
+        """Count one channel's delivery (the notification worker's ``on_result`` callback)."""
         counter = self.notifications_sent if delivered else self.notifications_failed
         counter.labels(channel=channel).inc()
 

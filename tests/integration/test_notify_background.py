@@ -19,7 +19,9 @@ from tests.sinks import SendGridSink
 from tests.sinks import sendgrid_sink as sendgrid_sink
 from watchkeeper.actions.run import Services
 from watchkeeper.daemon import Runner
+from watchkeeper.metrics import Metrics
 from watchkeeper.settings import load_settings
+from watchkeeper.state import StateStore
 
 SLOW_S = 2.0
 
@@ -47,7 +49,14 @@ def runner_for(tmp_path: Path) -> Iterator[list[Runner]]:
 def make_runner(environ: dict[str, str], made: list[Runner]) -> Runner:
     """A Runner with no engine: its runs are empty reports, enough to exercise notifications."""
     settings = load_settings({}, environ)
-    services = Services(settings=settings, engines=[], registry=None, credentials=None)  # type: ignore[arg-type]
+    services = Services(
+        settings=settings,
+        engines=[],
+        registry=None,  # type: ignore[arg-type]
+        credentials=None,  # type: ignore[arg-type]
+        state=StateStore(settings.state_dir),
+        metrics=Metrics(),
+    )
     runner = Runner(services)
     made.append(runner)
     return runner

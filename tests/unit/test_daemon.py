@@ -11,8 +11,10 @@ import pytest
 
 from watchkeeper.actions.run import Services
 from watchkeeper.daemon import Daemon, Runner
+from watchkeeper.metrics import Metrics
 from watchkeeper.report import Report
 from watchkeeper.settings import load_settings
+from watchkeeper.state import StateStore
 
 WAIT_S = 5.0
 
@@ -46,7 +48,14 @@ def daemon_with(run: WedgedRun, tmp_path: Path, **env: str) -> Daemon:
         **{f"WATCHKEEPER_{k.upper()}": v for k, v in env.items()},
     }
     settings = load_settings({}, environ)
-    services = Services(settings=settings, engines=[], registry=None, credentials=None)  # type: ignore[arg-type]
+    services = Services(
+        settings=settings,
+        engines=[],
+        registry=None,  # type: ignore[arg-type]
+        credentials=None,  # type: ignore[arg-type]
+        state=StateStore(settings.state_dir),
+        metrics=Metrics(),
+    )
     runner = Runner(services)
     runner.execute = run  # type: ignore[method-assign]
     return Daemon(runner)

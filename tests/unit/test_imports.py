@@ -3,7 +3,8 @@
 Adapters (``containers``, ``registry``, ``notify``) never import the use cases, the API or the
 daemon that sit on top of them; ``actions.update`` uses ``actions.groups``, and both share their
 vocabulary through ``actions.outcomes``: the two never import each other (a cycle), not even
-for type checking.
+for type checking. And the services built once are built in one place: ``build_services``
+makes the only StateStore (one per state file) and the only Metrics.
 """
 
 from __future__ import annotations
@@ -117,3 +118,24 @@ def test_imports_checker_sees_type_checking_and_relative_imports(tmp_path: Path)
         "watchkeeper.notify.relative -> watchkeeper.daemon.Runner",
         "watchkeeper.actions.update <-> watchkeeper.actions.groups",
     ]
+
+
+def construction_sites(class_name: str) -> list[str]:
+    """``module.function`` of every call ``ClassName(...)`` in ``src/``."""
+    sites = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                called = node.func if isinstance(node, ast.Call) else None
+                if isinstance(called, ast.Name) and called.id == class_name:
+                    sites.append(f"{module_name(path)}.{function.name}")
+    return sites
+
+
+def test_services_state_store_and_metrics_built_in_build_services_only() -> None:
+    """One StateStore per state file and one Metrics: both are built by build_services alone."""
+    assert construction_sites("StateStore") == ["watchkeeper.daemon.build_services"]
+    assert construction_sites("Metrics") == ["watchkeeper.daemon.build_services"]

@@ -46,10 +46,10 @@ class UpdateContext:
     engine: Engine
     credentials: CredentialStore
     settings: Settings
+    state: StateStore
     stop: threading.Event = field(default_factory=threading.Event)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     old_images: set[str] = field(default_factory=set)
-    state: StateStore | None = None
 
     @property
     def names_by_id(self) -> dict[str, str]:
@@ -121,13 +121,13 @@ def memory_key(engine: Engine, item: Watched) -> str:
 
 def failed_before(ctx: UpdateContext, item: Watched, digest: str | None) -> bool:
     """True when ``digest`` is the one remembered as failed for this container's image."""
-    return ctx.state is not None and ctx.state.is_failed(memory_key(ctx.engine, item), digest)
+    return ctx.state.is_failed(memory_key(ctx.engine, item), digest)
 
 
 def remember_failed_digest(ctx: UpdateContext, target: Target) -> None:
     """Remember the target's digest as failed, unless the engine itself stopped answering
     (then the failure says nothing about the image, and the next poll tries again)."""
-    if ctx.state is None or not engine_answers(ctx.engine):
+    if not engine_answers(ctx.engine):
         return
     ctx.state.put(FAILED_SECTION, memory_key(ctx.engine, target.item), target.digest)
     log.info(
@@ -140,8 +140,7 @@ def remember_failed_digest(ctx: UpdateContext, target: Target) -> None:
 
 def forget_failed_digest(ctx: UpdateContext, item: Watched) -> None:
     """Forget a failed digest for this container's image (an update went through)."""
-    if ctx.state is not None:
-        ctx.state.forget(FAILED_SECTION, memory_key(ctx.engine, item))
+    ctx.state.forget(FAILED_SECTION, memory_key(ctx.engine, item))
 
 
 def engine_answers(engine: Engine) -> bool:

@@ -27,7 +27,6 @@ from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.containers.recovery import Unit, find_units, group_units, repair_group
 from watchkeeper.errors import EngineError
 from watchkeeper.settings import Settings
-from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
 
@@ -45,11 +44,9 @@ class Recovery:
 
 
 def prepare_services(services: Services, names: Sequence[str] = ()) -> None:
-    """Before the first run: one state store shared by the runs and the notifications (one
-    writer per file), then crash recovery on every engine. Never raises."""
+    """Before the first run: warn when the test-only pause hook is armed, then crash recovery
+    on every engine. Never raises."""
     warn_if_armed()
-    if services.state is None:
-        services.state = StateStore(services.settings.state_dir)
     for engine in services.engines:
         recover_swaps(engine, services.settings, names)
 

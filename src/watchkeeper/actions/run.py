@@ -25,6 +25,7 @@ from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_name
+from watchkeeper.metrics import Metrics
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.report import ContainerOutcome, EngineOutcome, EngineState, Report, State
@@ -36,15 +37,16 @@ log = structlog.get_logger()
 
 @dataclass
 class Services:
-    """The long-lived adapters a run uses, built once by the CLI."""
+    """The long-lived adapters and memories the runs use, all built once by
+    :func:`watchkeeper.daemon.build_services` (``state``: failed and notified digests)."""
 
     settings: Settings
     engines: list[Engine]
     registry: RegistryClient
     credentials: CredentialStore
+    state: StateStore
+    metrics: Metrics
     stop: threading.Event = field(default_factory=threading.Event)
-    # Failed and notified digests; created on first use from STATE_DIR when not given.
-    state: StateStore | None = None
 
 
 def check_engine(
@@ -146,8 +148,6 @@ def _check_and_update(
     outcomes += skipped
     stale = [w for w in watched if w.verdict is Verdict.STALE]
     outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]
-    if services.state is None:
-        services.state = StateStore(settings.state_dir)
     ctx = UpdateContext(
         engine=engine,
         credentials=services.credentials,
