@@ -8,8 +8,9 @@ settings cannot import the scheduler (which reads the settings).
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING
+
+from watchkeeper.versions.windows import days_of_week
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 def cron_trigger(expression: str, timezone: str | None = None) -> CronTrigger:
     """Build an APScheduler CronTrigger from 5 fields, or 6 with seconds first (Watchtower).
 
-    Raises ValueError for anything else.
+    Cron's day of week counts Sunday as 0 (and 7): it is expanded to day names
+    (:func:`~watchkeeper.versions.windows.days_of_week`), since APScheduler counts Monday as 0
+    and its ranges cannot wrap past Sunday (cron's ``0-5``). Raises ValueError for anything else.
     """
     # Imported here: every command loads the settings, and only a SCHEDULE needs APScheduler.
     from apscheduler.triggers.cron import CronTrigger
@@ -39,18 +42,6 @@ def cron_trigger(expression: str, timezone: str | None = None) -> CronTrigger:
         hour=hour,
         day=day,
         month=month,
-        day_of_week=_cron_dow(dow),
+        day_of_week=days_of_week(dow),
         timezone=timezone or os.environ.get("TZ") or "UTC",
     )
-
-
-def _cron_dow(field: str) -> str:
-    """Cron counts Sunday as 0 (and 7); APScheduler counts Monday as 0: translate numbers."""
-    names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-    def swap(match: re.Match[str]) -> str:
-        return names[int(match.group(0))]
-
-    if field in ("*", "?"):
-        return "*"
-    return re.sub(r"(?<![/\d])[0-7](?!\d)", swap, field)

@@ -179,6 +179,25 @@ def test_cron_trigger_sunday_zero_means_sunday() -> None:
     assert fire.weekday() == 6
 
 
+@pytest.mark.parametrize(
+    ("field", "weekdays"),
+    [("0-6", {0, 1, 2, 3, 4, 5, 6}), ("0-5", {6, 0, 1, 2, 3, 4}), ("1-5", {0, 1, 2, 3, 4})],
+)
+def test_load_settings_schedule_day_of_week_ranges_from_sunday(
+    field: str, weekdays: set[int]
+) -> None:
+    """`0-6` and `0-5` (from Sunday, cron's 0) are accepted and fire on exactly those days."""
+    settings = load_settings(environ={"WATCHKEEPER_SCHEDULE": f"0 3 * * {field}"})
+    assert settings.schedule is not None
+    trigger, fired = cron_trigger(settings.schedule, "UTC"), set()
+    moment = datetime(2026, 1, 4, tzinfo=UTC)  # a Sunday
+    for _ in range(7):
+        moment = trigger.get_next_fire_time(None, moment)
+        fired.add(moment.weekday())
+        moment += timedelta(hours=1)
+    assert fired == weekdays
+
+
 def test_load_settings_empty_secret_file_means_unset(tmp_path: Path) -> None:
     """An empty `_FILE` secret leaves the setting unset (no SendGrid, no recipient needed)."""
     key = tmp_path / "key"
