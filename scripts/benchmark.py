@@ -30,14 +30,14 @@ import docker
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import (  # noqa: E402
+from tests.support.engine_objects import (  # noqa: E402 (after the sys.path line)
     BUSYBOX_APPLETS,
     RUN_ID,
     TEST_LABEL,
     ImageFactory,
-    _remove_test_objects,
     free_port,
     remove_images_of,
+    remove_test_objects,
     start_registry,
 )
 
@@ -189,7 +189,7 @@ def main() -> int:
         fresh = bench_fresh(client, factory, registry, args.containers, args.images)
         update = bench_update(client, factory, registry, args.rounds)
     finally:
-        _remove_test_objects(client)
+        remove_test_objects(client)
         registry.stop()
         remove_images_of(client, registry.host)
     engine = client.version()

@@ -3,28 +3,25 @@
 Everything a test creates on the shared engine carries the label ``watchkeeper-test=<run id>``
 (containers, networks, volumes) or a repository under the test's own registry port (images), and
 is removed by exactly that label/port afterwards. Nothing here skips: without an engine the
-Docker tests fail, because in CI the engine is always there.
+Docker tests fail, because in CI the engine is always there. The label, the registry and the
+image factory live in ``tests/support/engine_objects.py``, which ``scripts/benchmark.py`` uses too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,50 +30,16 @@ import docker.errors
 import docker.types
 import pytest
 
-RUN_ID = uuid.uuid4().hex[:8]
-TEST_LABEL = "watchkeeper-test"
-BUSYBOX_APPLETS = (
-    "sh",
-    "sleep",
-    "echo",
-    "cat",
-    "httpd",
-    "wget",
-    "ls",
-    "test",
-    "true",
-    "false",
-    "touch",
-    "nc",
-    "kill",
-    "env",
-    "id",
-    "hostname",
-    "ip",
-    "ifconfig",
-    "ping",
-    "nslookup",
-    "mkdir",
-    "grep",
+from tests.support.engine_objects import (
+    BUSYBOX_APPLETS,
+    RUN_ID,
+    TEST_LABEL,
+    ImageFactory,
+    Registry,
+    remove_images_of,
+    remove_test_objects,
+    start_registry,
 )
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    """Block until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def engine_url() -> str:
@@ -91,126 +54,8 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env(timeout=120)
     client.ping()
     yield client
-    _remove_test_objects(client)
+    remove_test_objects(client)
     client.close()
-
-
-def _remove_test_objects(client: docker.DockerClient) -> None:
-    flt = {"label": f"{TEST_LABEL}={RUN_ID}"}
-    for container in client.containers.list(all=True, filters=flt):
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
-    for network in client.networks.list(filters=flt):
-        with contextlib.suppress(docker.errors.APIError):
-            network.remove()
-    for volume in client.volumes.list(filters=flt):
-        with contextlib.suppress(docker.errors.APIError):
-            volume.remove(force=True)
-
-
-@dataclass
-class Registry:
-    """A CNCF distribution registry (Debian's ``docker-registry``) on 127.0.0.1."""
-
-    port: int
-    root: Path
-    log_path: Path
-    config_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(self.config_path)], stdout=log, stderr=log
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def requests(self) -> list[tuple[str, str]]:
-        """(method, path) of every request in the access log so far."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if '"' not in line or "HTTP/1." not in line:
-                continue
-            try:
-                request = line.split('"')[1]
-                method, path, _ = request.split(" ")
-            except ValueError:
-                continue
-            out.append((method, path))
-        return out
-
-    def clear_log(self) -> None:
-        self.log_path.write_text("")
-
-
-@dataclass(frozen=True)
-class RegistryTls:
-    """TLS for a test registry: its certificate and key (PEM) and, to demand client
-    certificates, the CAs those must chain to (the registry's ``http.tls.clientcas``)."""
-
-    certificate: Path
-    key: Path
-    client_cas: tuple[Path, ...] = ()
-
-    def config(self) -> str:
-        """The ``http.tls`` block of the registry's config."""
-        text = f"  tls:\n    certificate: {self.certificate}\n    key: {self.key}\n"
-        if self.client_cas:
-            text += "    clientcas:\n" + "".join(f"      - {ca}\n" for ca in self.client_cas)
-        return text
-
-
-def write_registry_config(
-    root: Path,
-    port: int,
-    htpasswd: Path | None = None,
-    *,
-    tls: RegistryTls | None = None,
-    storage: Path | None = None,
-) -> Path:
-    """Write a registry config that logs every request and allows deletes.
-
-    ``storage`` lets two registries serve the same images (one plain for the engine's pushes,
-    one with TLS for watchkeeper); it defaults to ``root/data``.
-    """
-    auth = ""
-    if htpasswd is not None:
-        auth = f"auth:\n  htpasswd:\n    realm: watchkeeper-test\n    path: {htpasswd}\n"
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage or root / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + (tls.config() if tls else "") + auth
-    )
-    return config
-
-
-def start_registry(
-    tmp: Path,
-    htpasswd: Path | None = None,
-    *,
-    tls: RegistryTls | None = None,
-    storage: Path | None = None,
-) -> Registry:
-    """Start a registry on a free port under ``tmp`` (with TLS, on ``storage``, when given)."""
-    port = free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    config = write_registry_config(tmp, port, htpasswd, tls=tls, storage=storage)
-    reg = Registry(port, tmp, tmp / "access.log", config)
-    reg.start()
-    return reg
 
 
 @pytest.fixture
@@ -220,16 +65,6 @@ def registry(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Reg
     yield reg
     reg.stop()
     remove_images_of(docker_client, reg.host)
-
-
-def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
-    """Remove every local image whose tags or digests live under ``prefix``."""
-    # The low-level list: the high-level one inspects each image and races other removals.
-    for image in client.api.images():
-        refs = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
-        if any(ref.startswith(prefix + "/") for ref in refs):
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(image["Id"], force=True)
 
 
 @pytest.fixture(scope="session")
@@ -248,69 +83,6 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     return root
-
-
-@dataclass
-class ImageFactory:
-    """Builds busybox images ``FROM scratch`` and pushes them to a registry."""
-
-    client: docker.DockerClient
-    root: Path
-    built: list[str] = field(default_factory=list)
-
-    def build(self, tag: str, *lines: str, marker: str | None = None) -> str:
-        """Build ``tag`` from the busybox root plus Dockerfile ``lines``; return the image ID.
-
-        The tag and ``marker`` are written into /version so every variant differs.
-        """
-        dockerfile = "FROM scratch\nCOPY r/ /\n" + "\n".join(lines) + "\n"
-        context = io.BytesIO()
-        with tarfile.open(fileobj=context, mode="w") as tar:
-            tar.add(self.root, arcname="r")
-            # The tag is part of the content so that no two tests share an image through the
-            # build cache (a shared image ID would make one test's cleanup another's failure).
-            data = f"{tag} {marker or ''}".encode()
-            info = tarfile.TarInfo("r/version")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-            df = dockerfile.encode()
-            info = tarfile.TarInfo("Dockerfile")
-            info.size = len(df)
-            tar.addfile(info, io.BytesIO(df))
-        try:
-            image = self._build(context, tag, nocache=False)
-        except docker.errors.BuildError as exc:
-            # A cached layer removed by a concurrent cleanup on the shared engine: build again
-            # without the cache rather than fail the test for someone else's housekeeping.
-            if "unable to find image" not in str(exc):
-                raise
-            image = self._build(context, tag, nocache=True)
-        self.built.append(tag)
-        return str(image.id)
-
-    def _build(self, context: io.BytesIO, tag: str, *, nocache: bool) -> Any:
-        context.seek(0)
-        image, _ = self.client.images.build(
-            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, nocache=nocache
-        )
-        return image
-
-    def push(self, tag: str) -> str:
-        """Push ``tag`` and return the digest the registry gave it."""
-        repo, _, version = tag.rpartition(":")
-        digest = ""
-        for line in self.client.api.push(repo, version, stream=True, decode=True):
-            if "error" in line:
-                raise RuntimeError(f"push of {tag} failed: {line['error']}")
-            aux = line.get("aux") or {}
-            digest = aux.get("Digest", digest)
-        assert digest.startswith("sha256:"), f"no digest pushed for {tag}"
-        return digest
-
-    def build_and_push(self, tag: str, *lines: str, marker: str | None = None) -> str:
-        """Build, push and pull back ``tag`` so its local image has RepoDigests; return digest."""
-        self.build(tag, *lines, marker=marker)
-        return self.push(tag)
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ import httpx
 import pytest
 from docker.models.containers import Container
 
-from tests.conftest import ImageFactory, Registry, free_port
+from tests.conftest import ImageFactory, Registry
 from tests.e2e.conftest import BuiltImage
 from tests.e2e.test_image import SLEEP, docker_cli, health_of, wait_until
+from tests.support.engine_objects import free_port
 
 
 @pytest.fixture

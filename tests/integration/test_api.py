@@ -17,8 +17,9 @@ import docker
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Registry, WatchkeeperProcess, free_port, run_watchkeeper
+from tests.conftest import Registry, WatchkeeperProcess, run_watchkeeper
 from tests.integration.conftest import FAST, StaleStarter
+from tests.support.engine_objects import free_port
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE, PAUSE_DIR_VARIABLE
 
 TOKEN = "api-token-7f3a9c1e55"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ImageFactory, Registry, free_port, run_watchkeeper
+from tests.conftest import ImageFactory, Registry, run_watchkeeper
 from tests.integration.conftest import FAST, SLEEP, Starter
 from tests.sinks import CertificateFiles, SMTPSink
 from tests.sinks import certificates as certificates
 from tests.sinks import smtp_sink as smtp_sink
+from tests.support.engine_objects import free_port
 from watchkeeper.errors import NotificationError
 from watchkeeper.notify.base import Message, TransientNotificationError
 from watchkeeper.notify.render import render_report

@@ -25,12 +25,12 @@ from tests.conftest import (
     CliResult,
     ImageFactory,
     Registry,
-    RegistryTls,
     remove_images_of,
     run_watchkeeper,
     start_registry,
 )
 from tests.integration.conftest import SLEEP, Starter
+from tests.support.engine_objects import RegistryTls
 from watchkeeper.errors import RegistryError
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient

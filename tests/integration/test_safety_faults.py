@@ -17,7 +17,7 @@ import docker
 import docker.types
 import pytest
 
-from tests.conftest import ImageFactory, Registry, free_port, run_watchkeeper, start_registry
+from tests.conftest import ImageFactory, Registry, run_watchkeeper, start_registry
 from tests.integration.conftest import FAST, Starter
 from tests.integration.safety_support import (
     SLEEP,
@@ -29,6 +29,7 @@ from tests.integration.safety_support import (
     release,
     unique,
 )
+from tests.support.engine_objects import free_port
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE, PAUSE_DIR_VARIABLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]

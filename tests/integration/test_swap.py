@@ -29,8 +29,9 @@ import docker.errors
 import docker.types
 import pytest
 
-from tests.conftest import ImageFactory, Registry, create_network, free_port, run_watchkeeper
+from tests.conftest import ImageFactory, Registry, create_network, run_watchkeeper
 from tests.integration.conftest import FAST
+from tests.support.engine_objects import free_port
 from watchkeeper.containers.engine import Engine, NotFoundError
 from watchkeeper.containers.moves import ASIDE_MARKER, GroupResult, Move, Phase
 from watchkeeper.containers.order import DependencyGraph, plan_groups

@@ -1,0 +1,1 @@
+"""Helpers the tests and the scripts share (no fixtures, no pytest)."""
