@@ -45,6 +45,10 @@ class ContainerOutcome:
     reason: str | None = None
     host: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    # ``service`` for a Swarm service (README, "Swarm"), with its desired ``replicas``
+    # (a number, or ``global``).
+    kind: str = "container"
+    replicas: int | str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape described in the README, "The report"."""
@@ -61,6 +65,8 @@ class ContainerOutcome:
             "reason": self.reason,
             "host": self.host,
             "log_tail": list(self.log_tail),
+            "kind": self.kind,
+            "replicas": self.replicas,
         }
 
 

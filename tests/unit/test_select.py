@@ -202,3 +202,12 @@ def test_select_watchtower_names_and_labels_give_same_selection(settings: dict[s
         fleet_labelled(THEIRS), theirs
     )
     assert mine, "every environment here selects something"
+
+
+@pytest.mark.parametrize("label", ["com.docker.swarm.service.id", "com.docker.swarm.task.id"])
+def test_select_swarm_task_container_never_watched_nor_skipped(label: str) -> None:
+    """A Swarm task's container is neither watched nor reported, even named or enabled."""
+    task = box("web.1.abc", **{label.replace(".", "_"): "x", "watchkeeper_enable": "true"})
+
+    assert watched_names([task, box("plain")], {}, ("web.1.abc", "plain")) == ["plain"]
+    assert skipped_reasons([task], {"WATCHKEEPER_DISABLE_CONTAINERS": "web.1.abc"}) == {}

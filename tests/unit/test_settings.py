@@ -257,3 +257,31 @@ def test_load_settings_registry_certs_dir_default_and_override(tmp_path: Path) -
     assert load_settings(environ={}).registry_certs_dir == Path("/etc/docker/certs.d")
     environ = {"WATCHKEEPER_REGISTRY_CERTS_DIR": str(tmp_path)}
     assert load_settings(environ=environ).registry_certs_dir == tmp_path
+
+
+def test_load_settings_update_rules_read_and_checked_at_start() -> None:
+    """TAG_POLICY, the regexes, MIN_IMAGE_AGE (Watchtower's cooldown alias) and UPDATE_WINDOW
+    are read; a bad value of each is refused naming its variable (exit 2)."""
+    settings = load_settings(
+        environ={
+            "WATCHKEEPER_TAG_POLICY": " Minor ",
+            "WATCHKEEPER_TAG_INCLUDE": r"1\..*",
+            "WATCHTOWER_COOLDOWN_DELAY": "3d",
+            "WATCHKEEPER_UPDATE_WINDOW": "0 3 * * 0-5;2h",
+        }
+    )
+    assert settings.tag_policy == "minor"
+    assert (settings.tag_include, settings.tag_exclude) == (r"1\..*", None)
+    assert settings.min_image_age == 3 * 86400
+    assert load_settings(environ={}).tag_policy == "digest"
+    assert load_settings(environ={}).min_image_age == 0
+    for variable, value, says in [
+        ("WATCHKEEPER_TAG_POLICY", "latest", "is not a tag policy"),
+        ("WATCHKEEPER_TAG_EXCLUDE", "(", "not a valid regex"),
+        ("WATCHKEEPER_UPDATE_WINDOW", "0 3 * * *", "CRON;DURATION"),
+        ("WATCHKEEPER_UPDATE_WINDOW", "0 3 30 2 *;1h", "never fires"),
+        ("WATCHTOWER_COOLDOWN_DELAY", "soon", "not a duration"),
+    ]:
+        with pytest.raises(ConfigError, match=says) as info:
+            load_settings(environ={variable: value})
+        assert info.value.setting == variable

@@ -21,6 +21,7 @@ from watchkeeper.actions.check import Verdict, Watched, check_containers
 from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
 from watchkeeper.actions.outcomes import UpdateContext
 from watchkeeper.actions.select import image_matches, select_containers
+from watchkeeper.actions.services import ServiceRun, update_services
 from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
@@ -118,6 +119,12 @@ def run_engine(
     outcomes: list[ContainerOutcome] = []
     try:
         _check_and_update(services, engine, names, images, outcomes)
+        # A Swarm manager's services (README, "Swarm"); nothing on other engines.
+        service_run = ServiceRun(
+            engine, services.registry, services.credentials, services.settings, services.state,
+            services.stop,
+        )  # fmt: skip
+        outcomes += update_services(service_run, names, images)
     except EngineError as exc:
         log.error("engine.failed", engine=engine.host_label, error=str(exc))
         return outcomes, _engine_outcome(engine, error=str(exc))

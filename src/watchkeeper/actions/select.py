@@ -3,7 +3,8 @@
 By name (positional arguments), by state (running; stopped and restarting when asked), by label
 (``watchkeeper.enable``, ``LABEL_ENABLE``, ``SCOPE``), by ``DISABLE_CONTAINERS``, and by image
 (the API's ``?image=`` filter). watchkeeper's own container carries ``SELF_LABEL`` (set by its
-image) and is reported skipped, never recreated through the normal path.
+image) and is reported skipped, never recreated through the normal path. A Swarm task's
+container belongs to its service (README, "Swarm"): it is never listed, checked nor recreated.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from watchkeeper.registry.reference import parse_reference
 from watchkeeper.settings import Settings
 
 SELF_LABEL = "watchkeeper.self"
+# Set by Swarm on every task's container; the service, not the container, is what is updated.
+SWARM_TASK_LABELS = ("com.docker.swarm.service.id", "com.docker.swarm.task.id")
 
 
 def select_containers(
@@ -40,11 +43,13 @@ def select_containers(
         name = container_name(container)
         if read_mark(name) is not None:
             continue  # mid-swap (set aside, held, a replacement): recovery owns it
+        if is_swarm_task(container):
+            continue
         if wanted and name not in wanted:
             continue
         if not _state_watched(container, settings):
             continue
-        if not _label_selected(container, settings):
+        if not label_selected(container, settings):
             continue
         if is_self(container):
             skipped.append((container, "self"))
@@ -64,6 +69,12 @@ def is_self(container: dict[str, Any]) -> bool:
     return value.strip().lower() in TRUE_WORDS
 
 
+def is_swarm_task(container: dict[str, Any]) -> bool:
+    """True for the container of a Swarm task: Swarm replaces it, watchkeeper never does."""
+    labels = container_labels(container)
+    return any(label in labels for label in SWARM_TASK_LABELS)
+
+
 def _state_watched(container: dict[str, Any], settings: Settings) -> bool:
     status = container["State"]["Status"]
     if status == "running":
@@ -73,7 +84,9 @@ def _state_watched(container: dict[str, Any], settings: Settings) -> bool:
     return settings.include_stopped and status in ("created", "exited")
 
 
-def _label_selected(container: dict[str, Any], settings: Settings) -> bool:
+def label_selected(container: dict[str, Any], settings: Settings) -> bool:
+    """Whether ``watchkeeper.enable``, LABEL_ENABLE and SCOPE select a container (or a Swarm
+    service, seen through its labels by :func:`watchkeeper.swarm.services.labelled`)."""
     enable = read_bool_label(container, "enable")
     if enable is False or (settings.label_enable and enable is not True):
         return False

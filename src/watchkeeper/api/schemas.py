@@ -37,6 +37,10 @@ class ContainerReport(BaseModel):
     reason: str | None = None
     host: str | None = None
     log_tail: list[str] = Field(default_factory=list)
+    kind: str = Field("container", description="container, or service (a Swarm service)")
+    replicas: int | str | None = Field(
+        None, description="a service's desired replicas, or global; null for a container"
+    )
 
 
 class EngineReport(BaseModel):

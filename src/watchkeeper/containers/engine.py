@@ -137,6 +137,12 @@ class Engine:
         """The engine's ``docker info`` ``ID`` (its host label when the engine gives none)."""
         return self._engine_id
 
+    @property
+    def api_client(self) -> Any:
+        """docker-py's low-level client of this engine, for the Swarm service adapter
+        (``swarm/services.py``), which shares this engine's connection and timeout."""
+        return self._api
+
     def close(self) -> None:
         """Close the HTTP connections; the engine itself is not touched."""
         self._client.close()

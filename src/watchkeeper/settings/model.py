@@ -12,15 +12,31 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchkeeper.api.listen import parse_listen
 from watchkeeper.cron import cron_trigger
 from watchkeeper.settings.env import EnvSource
 from watchkeeper.settings.values import CommaList, Duration, OptionalDuration
+from watchkeeper.versions.candidates import (
+    TagPolicy,
+    TagRegexError,
+    compile_tag_regex,
+    parse_policy,
+)
+from watchkeeper.versions.windows import parse_window
+
+Policy = Annotated[
+    TagPolicy, BeforeValidator(lambda v: parse_policy(v) if isinstance(v, str) else v)
+]
+
+
+def window_timezone() -> str:
+    """The timezone of UPDATE_WINDOW: ``TZ``, as for SCHEDULE (``cron.py``), else UTC."""
+    return os.environ.get("TZ") or "UTC"
 
 
 def setting(
@@ -72,6 +88,26 @@ class Settings(BaseSettings):
         False, "check and notify, never pull or recreate", "WATCHTOWER_MONITOR_ONLY"
     )
     no_pull: bool = setting(False, "compare with the local tag only", "WATCHTOWER_NO_PULL")
+    tag_policy: Policy = setting(
+        TagPolicy.DIGEST,
+        "how far a container may move from its tag: digest (follow its own tag), patch, minor, "
+        "major (the newest version tag changing at most that part), none (never update)",
+    )
+    tag_include: str | None = setting(
+        None, "regex a tag must match (the whole tag) to be a candidate of a tag policy"
+    )
+    tag_exclude: str | None = setting(
+        None, "regex of tags that are never candidates of a tag policy (the whole tag)"
+    )
+    min_image_age: Duration = setting(
+        0.0,
+        "apply a new image only once it is this old (its config's `created`; 0: off)",
+        "WATCHTOWER_COOLDOWN_DELAY",
+        ge=0,
+    )
+    update_window: str | None = setting(
+        None, "`CRON;DURATION` (in TZ), e.g. `0 3 * * *;2h`: apply updates only then"
+    )
     label_enable: bool = setting(
         False, "watch only containers labelled watchkeeper.enable=true", "WATCHTOWER_LABEL_ENABLE"
     )
@@ -254,6 +290,24 @@ class Settings(BaseSettings):
         """Reject a malformed cron expression at start, not at the first run."""
         if value is not None:
             cron_trigger(value)
+        return value
+
+    @field_validator("tag_include", "tag_exclude", mode="after")
+    @classmethod
+    def _valid_regex(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Reject an include or exclude regex that does not compile, at start."""
+        try:
+            compile_tag_regex(value, name=str(info.field_name).upper())
+        except TagRegexError as exc:
+            raise ValueError(f"not a valid regex ({exc.__cause__})") from None
+        return value
+
+    @field_validator("update_window", mode="after")
+    @classmethod
+    def _valid_window(cls, value: str | None) -> str | None:
+        """Reject a malformed ``CRON;DURATION`` (or an unknown TZ) at start."""
+        if value is not None:
+            parse_window(value, window_timezone())
         return value
 
     @field_validator("http_api_listen", mode="after")

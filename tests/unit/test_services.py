@@ -1,0 +1,156 @@
+"""Swarm services without an engine: selection by labels, the check's verdicts, Swarm's verdict
+turned into rows, and the update body (only the image changes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from watchkeeper.actions.check import Verdict
+from watchkeeper.actions.services import (
+    WatchedService,
+    apply_service_answer,
+    classify_service,
+    row_after_update,
+    select_services,
+)
+from watchkeeper.report import State
+from watchkeeper.settings import load_settings
+from watchkeeper.swarm.services import UpdateResult, replicas, spec_with_image
+
+OLD = "sha256:" + "a" * 64
+NEW = "sha256:" + "b" * 64
+
+
+def service(
+    name: str, image: str = f"127.0.0.1:5000/app:1@{OLD}", mode: Any = None, **labels: str
+) -> dict[str, Any]:
+    """A service as ``GET /services`` shows it (what watchkeeper reads)."""
+    return {
+        "ID": f"id-{name}",
+        "Version": {"Index": 7},
+        "Spec": {
+            "Name": name,
+            "Labels": {k.replace("_", "."): v for k, v in labels.items()},
+            "TaskTemplate": {"ContainerSpec": {"Image": image, "Env": ["A=1"]}},
+            "Mode": mode or {"Replicated": {"Replicas": 2}},
+            "UpdateConfig": {"Order": "start-first", "FailureAction": "rollback"},
+        },
+    }
+
+
+def selected(services: list[dict[str, Any]], environ: dict[str, str], *names: str) -> list[str]:
+    """Names of the services the selection watches under ``environ``."""
+    watched, _ = select_services(services, load_settings(environ=environ), names)
+    return [s["Spec"]["Name"] for s in watched]
+
+
+def test_select_services_labels_follow_container_rules() -> None:
+    """enable=false, LABEL_ENABLE and SCOPE read the service's own labels, as for containers."""
+    found = [
+        service("plain"),
+        service("off", watchkeeper_enable="false"),
+        service("on", com_centurylinklabs_watchtower_enable="true"),
+        service("scoped", watchkeeper_enable="true", watchkeeper_scope="blue"),
+    ]
+
+    assert selected(found, {}) == ["plain", "on", "scoped"]
+    assert selected(found, {"WATCHKEEPER_LABEL_ENABLE": "true"}) == ["on", "scoped"]
+    assert selected(found, {"WATCHKEEPER_SCOPE": "blue"}) == ["scoped"]
+    assert selected(found, {}, "on") == ["on"]
+
+
+def test_select_services_disable_containers_names_them_disabled() -> None:
+    """DISABLE_CONTAINERS applies to service names: reported, never watched."""
+    watched, disabled = select_services(
+        [service("web"), service("db")],
+        load_settings(environ={"WATCHKEEPER_DISABLE_CONTAINERS": "db"}),
+    )
+
+    assert [s["Spec"]["Name"] for s in watched] == ["web"]
+    assert [s["Spec"]["Name"] for s in disabled] == ["db"]
+
+
+@pytest.mark.parametrize(
+    ("image", "verdict", "digest"),
+    [
+        (f"127.0.0.1:5000/app:1@{OLD}", Verdict.FRESH, OLD),
+        (f"127.0.0.1:5000/app@{OLD}", Verdict.PINNED, None),
+        ("127.0.0.1:5000/app:1", Verdict.LOCAL_ONLY, None),
+        ("127.0.0.1:5000/App:1", Verdict.ERROR, None),
+    ],
+)
+def test_classify_service_spec_image_gives_verdict(
+    image: str, verdict: Verdict, digest: str | None
+) -> None:
+    """Tag and digest: asked; digest alone: pinned; no digest: never updated; bad: error."""
+    item = classify_service(service("web", image))
+
+    assert (item.verdict, item.local_digest) == (verdict, digest)
+
+
+def test_apply_service_answer_other_digest_stale_and_target_pinned() -> None:
+    """A registry digest other than the spec's is stale, and the target pins repo:tag to it."""
+    item = classify_service(service("web"))
+    apply_service_answer(item, NEW)
+
+    assert item.verdict is Verdict.STALE
+    assert item.pinned_target == f"127.0.0.1:5000/app:1@{NEW}"
+    assert item.reference is not None
+    assert item.reference.digest is None
+
+
+def stale_item() -> WatchedService:
+    """A service whose spec pins OLD while the registry has NEW."""
+    item = classify_service(service("web"))
+    apply_service_answer(item, NEW)
+    return item
+
+
+@pytest.mark.parametrize(
+    ("result", "state", "reason"),
+    [
+        (UpdateResult("completed", "update completed", f"127.0.0.1:5000/app:1@{NEW}", False),
+         State.UPDATED, None),
+        (UpdateResult("rollback_completed", "update rolled back due to failure of task x",
+                      f"127.0.0.1:5000/app:1@{OLD}", True),
+         State.ROLLED_BACK, "update rolled back due to failure of task x"),
+        (UpdateResult("completed", "rolled back: task x", f"127.0.0.1:5000/app:1@{NEW}", True),
+         State.ROLLED_BACK, "rolled back: task x"),
+        (UpdateResult("completed", "update completed", f"127.0.0.1:5000/app:1@{OLD}", False),
+         State.ROLLED_BACK, "update completed"),
+        (UpdateResult("paused", "update paused due to failure", f"127.0.0.1:5000/app:1@{NEW}",
+                      False),
+         State.FAILED, "update paused due to failure"),
+        (UpdateResult("timeout", None, f"127.0.0.1:5000/app:1@{NEW}", False),
+         State.FAILED, "timeout"),
+    ],
+)  # fmt: skip
+def test_row_after_update_swarm_verdict_gives_state(
+    result: UpdateResult, state: State, reason: str | None
+) -> None:
+    """updated only on completed with the new digest and no rollback seen; Swarm's message kept."""
+    row = row_after_update(stale_item(), result)
+
+    assert (row.state, row.reason) == (state, reason)
+    assert (row.kind, row.replicas) == ("service", 2)
+    assert (row.old_digest, row.new_digest) == (OLD, NEW)
+
+
+def test_spec_with_image_changes_only_the_image() -> None:
+    """The update body is the service's own spec with the image replaced; the original is kept."""
+    original = service("web")
+    body = spec_with_image(original, f"127.0.0.1:5000/app:1@{NEW}")
+
+    assert body["TaskTemplate"]["ContainerSpec"]["Image"] == f"127.0.0.1:5000/app:1@{NEW}"
+    body["TaskTemplate"]["ContainerSpec"]["Image"] = original["Spec"]["TaskTemplate"][
+        "ContainerSpec"
+    ]["Image"]
+    assert body == original["Spec"]
+
+
+def test_replicas_replicated_number_global_word() -> None:
+    """Replicated services give their desired count, global ones ``global``."""
+    assert replicas(service("a")) == 2
+    assert replicas(service("b", mode={"Global": {}})) == "global"
