@@ -13,6 +13,8 @@ which is the only code that needs their extra fields)::
     │   ├── PullError               a pull failed (stream error or wrong image)
     │   ├── NotFoundError           (containers.engine) a 404: the container, image or network
     │   │                           is gone (removing or stopping a gone one counts as done)
+    │   ├── ServiceConflictError    (swarm.services) a Swarm service changed since it was read
+    │   │                           (its version moved) -> read again, updated once more
     │   └── NotReadyError           (containers.ready) a started container failed its gate
     │                               (``verdict``: exited, restarted, unhealthy, timeout)
     │                               -> rollback, ``rolled_back``
