@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import structlog
@@ -43,6 +43,7 @@ from watchkeeper.registry.auth import (
     parse_www_authenticate,
 )
 from watchkeeper.registry.reference import Reference, normalise_registry
+from watchkeeper.registry.tags import RegistryTags
 from watchkeeper.registry.tls import DEFAULT_CERTS_DIR, registry_ssl_context
 
 log = structlog.get_logger()
@@ -158,6 +159,8 @@ class RegistryClient:
         self._unscoped_warned = False
         self._creds: dict[str, Credentials | None] = {}
         self._tokens = TokenCache()
+        # Tag lists (once per repository per run) and image dates (once per digest).
+        self.tags = RegistryTags(self)
         self._requests: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
 
@@ -257,19 +260,36 @@ class RegistryClient:
         Raises:
             RegistryAuthError, RegistryError: as :meth:`fetch_remote_digest`.
         """
+        path = f"/v2/{ref.repository}/manifests/{_manifest_target(ref)[2]}"
+        return _digest_from(ref, self.request(ref, "HEAD", path))
+
+    def request(
+        self, ref: Reference, method: str, path: str, accept: str = MANIFEST_ACCEPT
+    ) -> httpx.Response:
+        """One authenticated request about ``ref``'s repository, with its pull token.
+
+        ``path`` is ``/v2/...`` or a URL relative to the registry (a ``Link`` header's). The
+        token and the challenge are the HEAD's, cached the same way. Any status but 401 and
+        5xx is returned for the caller to read.
+
+        Raises:
+            RegistryAuthError: the registry refused our credentials, or wants some we lack.
+            RegistryError: unreachable, timed out, or a 5xx answer.
+        """
         challenge = self._challenge_for(ref)
-        url = f"{self._base_url(ref)}/v2/{ref.repository}/manifests/{_manifest_target(ref)[2]}"
+        url = urljoin(self._base_url(ref) + "/", path)
+        headers = {"Accept": accept}
         authorization = self._authorization(ref, challenge)
-        response = self._send(ref, "HEAD", url, self._headers(authorization))
+        response = self._send(ref, method, url, self._with(headers, authorization))
         if response.status_code == 401 and authorization is None:
             # /v2/ was open but this repository is not: learn its challenge and retry once.
             challenge = self._remember_challenge(ref, response)
             authorization = self._authorization(ref, challenge)
             if authorization is not None:
-                response = self._send(ref, "HEAD", url, self._headers(authorization))
+                response = self._send(ref, method, url, self._with(headers, authorization))
         if response.status_code == 401:
             raise self._auth_failed(ref, self._lookup(ref.registry) is not None, 401)
-        return _digest_from(ref, response)
+        return response
 
     def _challenge_for(self, ref: Reference) -> Challenge | None:
         """The host's auth challenge from ``GET /v2/``, asked once per host and cached.
@@ -535,11 +555,10 @@ class RegistryClient:
         )
 
     @staticmethod
-    def _headers(authorization: str | None) -> dict[str, str]:
-        headers = {"Accept": MANIFEST_ACCEPT}
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        return headers
+    def _with(headers: Mapping[str, str], authorization: str | None) -> dict[str, str]:
+        if authorization is None:
+            return dict(headers)
+        return {**headers, "Authorization": authorization}
 
 
 def _manifest_target(ref: Reference) -> tuple[str, str, str]:
