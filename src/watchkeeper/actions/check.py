@@ -19,6 +19,8 @@ from typing import Any
 import structlog
 
 from watchkeeper.containers.engine import Engine
+from watchkeeper.containers.origin import local_only_reason, registry_digests
+from watchkeeper.containers.recreate import parse_api_version
 from watchkeeper.errors import EngineError, RegistryAuthError, RegistryError
 from watchkeeper.labels import container_name, read_bool_label
 from watchkeeper.registry.digest import RegistryClient
@@ -74,12 +76,15 @@ class Watched:
 
 
 def classify_local(container: dict[str, Any], engine: Engine) -> Watched:
-    """Build a Watched with the verdicts that need no registry: pinned and local-only."""
+    """Build a Watched with the verdicts that need no registry: pinned and local-only.
+
+    The image is the one the container runs, inspected by its ID: a tag may name another
+    image by now, and an old image keeps its digests (README, "Engines and API versions").
+    """
     image = engine.inspect_image(container["Image"])
     ref_text = str(container["Config"]["Image"])
     watched = Watched(container=container, image=image, reference=None)
-    digests = [d.split("@", 1)[1] for d in (image or {}).get("RepoDigests") or [] if "@" in d]
-    watched.local_digests = digests
+    watched.local_digests = registry_digests(image or {})
     if is_image_id(ref_text) or container["Image"].removeprefix("sha256:").startswith(
         ref_text.removeprefix("sha256:")
     ):
@@ -92,8 +97,8 @@ def classify_local(container: dict[str, Any], engine: Engine) -> Watched:
         return watched
     if watched.reference.is_pinned:
         watched.verdict, watched.skip_reason = Verdict.PINNED, "pinned to a digest"
-    elif not digests:
-        watched.verdict, watched.skip_reason = Verdict.LOCAL_ONLY, "image has no registry digest"
+    elif reason := local_only_reason(image or {}, parse_api_version(engine.api_version)):
+        watched.verdict, watched.skip_reason = Verdict.LOCAL_ONLY, reason
     return watched
 
 
