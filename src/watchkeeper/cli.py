@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", "--run-once", "-R", action="store_true", help="one full run, then exit"
     )
     run.add_argument("--json", action="store_true", help="print the run's report on stdout")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="with --once: update outside UPDATE_WINDOW and before MIN_IMAGE_AGE (never past a "
+        "tag policy; MONITOR_ONLY still wins)",
+    )
     run.add_argument("names", nargs="*", metavar="NAME", help="only these containers")
     check = sub.add_parser("check", parents=[settings_flags], help="dry run: what would change")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -146,5 +152,7 @@ def dispatch_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "healthcheck":
         return commands.healthcheck(settings)
     if args.once:
-        return commands.run_once_command(settings, args.names, as_json=args.json)
+        return commands.run_once_command(settings, args.names, as_json=args.json, force=args.force)
+    if args.force:
+        raise ConfigError("--force", "goes with --once (the API takes ?force=true)")
     return commands.daemon(settings, args.names)

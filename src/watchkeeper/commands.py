@@ -16,6 +16,7 @@ import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
 from watchkeeper.actions.select import select_containers
+from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.api.listen import parse_listen
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
@@ -36,8 +37,12 @@ from watchkeeper.settings import Settings
 log = structlog.get_logger()
 
 
-def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
+def run_once_command(
+    settings: Settings, names: Sequence[str], *, as_json: bool, force: bool = False
+) -> int:
     """One full run; exit 1 when an update failed or was rolled back.
+
+    ``force`` updates outside UPDATE_WINDOW and before MIN_IMAGE_AGE (never past a tag policy).
 
     SIGTERM/SIGINT let the swap in progress finish or roll back and start no other, then the
     command exits 128 + the signal (143, 130). The engine locks are held from the startup
@@ -48,7 +53,7 @@ def run_once_command(settings: Settings, names: Sequence[str], *, as_json: bool)
     with shutdown_signals(services.stop) as signals:
         runner = Runner(services, names)
         try:
-            report = runner.perform_run("once")
+            report = runner.perform_run("once", force=force)
         except LockBusyError:
             if signals.received is None:
                 raise
@@ -80,7 +85,9 @@ def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     rows: list[Watched] = []
     for engine in engines:
         selected, _ = select_containers(engine.list_containers(all=True), settings, names)
-        rows += check_containers(engine, registry, selected, no_pull=settings.no_pull)
+        watched = check_containers(engine, registry, selected, no_pull=settings.no_pull)
+        apply_update_rules(watched, registry, settings)
+        rows += watched
     if as_json:
         print(json.dumps([check_row(w) for w in rows]))
     else:
@@ -96,7 +103,12 @@ def check_row(item: Watched) -> dict[str, str | None]:
         "local_digest": item.local_digest,
         "remote_digest": item.remote_digest,
         "verdict": str(item.verdict),
-        "error": item.error or item.skip_reason,
+        "error": item.error or item.skip_reason or item.wait_reason or item.rules_note,
+        # The update rules (README, "Versions, maturity and windows").
+        "policy": item.policy,
+        "current_tag": item.current_tag,
+        "candidate_tag": item.candidate_tag,
+        "waiting": item.waiting,
     }
 
 
@@ -106,6 +118,8 @@ TABLE_COLUMNS = {
     "local_digest": "LOCAL DIGEST",
     "remote_digest": "REGISTRY DIGEST",
     "verdict": "VERDICT",
+    "policy": "POLICY",
+    "candidate_tag": "CANDIDATE",
     "error": "NOTE",
 }
 

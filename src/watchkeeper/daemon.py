@@ -126,7 +126,7 @@ class Runner:
         settings = self.services.settings
         return self.engine_locks.held(settings.lock_timeout, self.services.stop)
 
-    def execute(self, trigger: str, images: Sequence[str] = ()) -> Report:
+    def execute(self, trigger: str, images: Sequence[str] = (), force: bool = False) -> Report:
         """Run once under the run lock and the engine locks and record it; no summary.
 
         Returns the report. Raises LockBusyError (``run.skipped``) when another watchkeeper
@@ -137,7 +137,9 @@ class Runner:
             try:
                 with self._locks_held():
                     self._recover_if_due()
-                    report = run_once(self.services, self.names, trigger=trigger, images=images)
+                    report = run_once(
+                        self.services, self.names, trigger=trigger, images=images, force=force
+                    )
             except LockBusyError as exc:
                 log.warning("run.skipped", trigger=trigger, reason=str(exc), pid=exc.holder)
                 raise
@@ -148,9 +150,9 @@ class Runner:
         self.metrics.record_run(trigger, report)
         return report
 
-    def perform_run(self, trigger: str, images: Sequence[str] = ()) -> Report:
-        """Run once, then notify; returns the report."""
-        report = self.execute(trigger, images)
+    def perform_run(self, trigger: str, images: Sequence[str] = (), force: bool = False) -> Report:
+        """Run once, then notify; returns the report (``force``: see ``run_once``)."""
+        report = self.execute(trigger, images, force)
         self.notify(report)
         return report
 

@@ -49,6 +49,10 @@ class ContainerOutcome:
     # (a number, or ``global``).
     kind: str = "container"
     replicas: int | str | None = None
+    # A tag policy's move (README, "Versions, maturity and windows"): from the tag the container
+    # was created from to the one it moves to (or would move to, while it waits); else None.
+    old_tag: str | None = None
+    new_tag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape described in the README, "The report"."""
@@ -67,6 +71,8 @@ class ContainerOutcome:
             "log_tail": list(self.log_tail),
             "kind": self.kind,
             "replicas": self.replicas,
+            "old_tag": self.old_tag,
+            "new_tag": self.new_tag,
         }
 
 

@@ -13,6 +13,8 @@ not run anything themselves; they ``submit`` to the :class:`RunQueue` and get a 
   (``run.withdrawn``);
 - at most ``MAX_QUEUED_API_RUNS`` different runs wait for the API at once (different image
   filters); one more is refused with :class:`QueueFullError` (the API answers 429);
+- a forced request (``?force=true``: outside the update window, before the minimum age) joins
+  only a waiting forced run, and nothing else joins a forced run;
 - a scheduled trigger that finds a run waiting to start, without an image filter, joins it
   (``run.coalesced``): that run starts after the tick and covers every container. Otherwise it
   is queued (``run.queued`` when a run is going) and runs as soon as the current one ends.
@@ -51,7 +53,8 @@ JOB_ID = "run"
 # Different waiting API runs (different image filters) at most; joining ones do not count.
 MAX_QUEUED_API_RUNS = 16
 
-RunFunction = Callable[[str, tuple[str, ...]], Report]
+# (trigger, images, force) -> the report of that run.
+RunFunction = Callable[[str, tuple[str, ...], bool], Report]
 AfterRun = Callable[[Report], object]
 
 
@@ -77,6 +80,7 @@ class RunRequest:
     queued_at: float = field(default_factory=time.monotonic)
     requesters: int = 0
     kept: bool = False
+    force: bool = False
 
     def covers(self, images: tuple[str, ...]) -> bool:
         """Whether this run does what a request for ``images`` asks (same filter, or none)."""
@@ -123,8 +127,10 @@ class RunQueue:
         with self._cond:
             return len(self._pending)
 
-    def submit(self, trigger: str, images: Sequence[str] = ()) -> Future[Report]:
-        """Ask for a run; the future resolves to its report.
+    def submit(
+        self, trigger: str, images: Sequence[str] = (), force: bool = False
+    ) -> Future[Report]:
+        """Ask for a run (``force``: see ``run_once``); the future resolves to its report.
 
         Raises QueueClosedError when the daemon is stopping, QueueFullError when an API
         request would make one waiting run too many.
@@ -134,13 +140,13 @@ class RunQueue:
         with self._cond:
             if self._closed:
                 raise QueueClosedError("watchkeeper is shutting down; no new run starts")
-            joined = self._join(trigger, wanted, api=api)
+            joined = self._join(trigger, wanted, api=api, force=force)
             if joined is not None:
                 return joined.future
             if api and sum(not r.kept for r in self._pending) >= MAX_QUEUED_API_RUNS:
                 log.warning("run.refused", trigger=trigger, reason="queue full")
                 raise QueueFullError(f"{MAX_QUEUED_API_RUNS} runs wait already; try again later")
-            request = RunRequest(trigger, wanted, requesters=int(api), kept=not api)
+            request = RunRequest(trigger, wanted, requesters=int(api), kept=not api, force=force)
             self._pending.append(request)
             if self._current is not None:
                 log.info(
@@ -152,12 +158,17 @@ class RunQueue:
             self._cond.notify_all()
             return request.future
 
-    def _join(self, trigger: str, wanted: tuple[str, ...], *, api: bool) -> RunRequest | None:
+    def _join(
+        self, trigger: str, wanted: tuple[str, ...], *, api: bool, force: bool = False
+    ) -> RunRequest | None:
         """The waiting run this request joins (counted in), None when it needs its own.
 
-        A tick joins only an unfiltered run; an API request joins one that covers its images.
+        A tick joins only an unfiltered run; an API request joins one that covers its images;
+        either only a run as forced as itself.
         """
         for request in self._pending:
+            if request.force != force:
+                continue
             if api and request.covers(wanted):
                 request.requesters += 1
                 log.info("run.joined", trigger=trigger, into=request.trigger)
@@ -232,7 +243,7 @@ class RunQueue:
         """
         waited_for = request.future.set_running_or_notify_cancel()
         try:
-            report = self._run(request.trigger, request.images)
+            report = self._run(request.trigger, request.images, request.force)
         except LockBusyError as exc:
             # Not a crash: another watchkeeper is busy (the runner logged it); waiters learn why.
             if waited_for:

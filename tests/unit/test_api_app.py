@@ -34,7 +34,7 @@ class StubDaemon:
         self.closed = False
         self.metrics = Metrics()
 
-    def submit(self, trigger: str, images: Sequence[str]) -> Future[Report]:
+    def submit(self, trigger: str, images: Sequence[str], force: bool = False) -> Future[Report]:
         if self.closed:
             raise QueueClosedError("stopping")
         self.submitted.append((trigger, list(images)))
@@ -121,7 +121,7 @@ def test_api_update_with_token_answers_report(stub: StubDaemon) -> None:
 def test_api_update_report_keeps_engines_and_their_errors(stub: StubDaemon) -> None:
     """The answer is the same JSON as ``run --once --json``: ``engines`` and their count too."""
 
-    def submit(trigger: str, images: Sequence[str]) -> Future[Report]:
+    def submit(trigger: str, images: Sequence[str], force: bool = False) -> Future[Report]:
         report = Report(host="stub")
         report.add_engine(EngineOutcome("edge", EngineState.ERROR, error="refused"))
         future: Future[Report] = Future()

@@ -36,7 +36,7 @@ class BlockingRuns:
         self.started = threading.Semaphore(0)
         self.release = threading.Semaphore(0)
 
-    def __call__(self, trigger: str, images: tuple[str, ...]) -> Report:
+    def __call__(self, trigger: str, images: tuple[str, ...], force: bool = False) -> Report:
         self.calls.append(trigger)
         self.started.release()
         assert self.release.acquire(timeout=WAIT_S), "the test never released the run"
@@ -60,8 +60,8 @@ class QueuedApi:
             )
         )
 
-    def submit(self, trigger: str, images: Sequence[str]) -> Future[Report]:
-        future = self.queue.submit(trigger, images)
+    def submit(self, trigger: str, images: Sequence[str], force: bool = False) -> Future[Report]:
+        future = self.queue.submit(trigger, images, force)
         if self.submitted is not None:
             self.submitted.put_nowait(future)
         return future
@@ -195,7 +195,7 @@ def test_api_update_one_of_two_hangs_up_other_still_gets_run(api: QueuedApi) -> 
 def test_api_update_queue_full_is_429_with_retry_after(stub: StubDaemon) -> None:
     """A request the queue refuses (too many different runs wait) is 429, Retry-After set."""
 
-    def refuse(trigger: str, images: Sequence[str]) -> Future[Report]:
+    def refuse(trigger: str, images: Sequence[str], force: bool = False) -> Future[Report]:
         raise QueueFullError("16 runs wait already; try again later")
 
     client = TestClient(create_app(stub.backend(submit=refuse)))
@@ -208,7 +208,7 @@ def test_api_update_queue_full_is_429_with_retry_after(stub: StubDaemon) -> None
 def test_api_update_engine_busy_is_503_naming_holder(stub: StubDaemon) -> None:
     """A run skipped because another watchkeeper holds the engine is 503 with who holds it."""
 
-    def busy(trigger: str, images: Sequence[str]) -> Future[Report]:
+    def busy(trigger: str, images: Sequence[str], force: bool = False) -> Future[Report]:
         future: Future[Report] = Future()
         future.set_exception(LockBusyError("local", 4242))
         return future

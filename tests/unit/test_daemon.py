@@ -26,7 +26,7 @@ class WedgedRun:
         self.started = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, trigger: str, images: Sequence[str] = ()) -> Report:
+    def __call__(self, trigger: str, images: Sequence[str] = (), force: bool = False) -> Report:
         self.started.set()
         self.release.wait()
         return Report(host=trigger).finish()

@@ -3,7 +3,11 @@
 ``data/inspect-api1.41.json`` (Engine 20.10) and ``data/inspect-api1.45.json`` (Engine 26.1)
 were written by ``data/record_inspect.py``: one image v1 with every default the rules care
 about (env, labels, workdir, volume, exposed port, user, healthcheck, stop signal, entrypoint
-and cmd), its v2, and one container per scenario. No engine is needed here.
+and cmd), its v2, and one container per scenario. ``data/inspect-api1.48.json`` (Docker 28),
+``-api1.52.json`` (Docker 29.0) and ``-api1.54.json`` (Docker 29.3, both on the containerd
+image store) cannot be recorded here: ``data/derive_inspect.py`` writes them from the 1.45
+recording, change by change, naming the moby API definition of each. Every rule is checked on
+all five. No engine is needed here.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from watchkeeper.containers.recreate import (
 )
 
 DATA = Path(__file__).parent / "data"
-API_VERSIONS = ("1.41", "1.45")
+API_VERSIONS = ("1.41", "1.45", "1.48", "1.52", "1.54")
 
 
 @cache
@@ -461,17 +465,118 @@ def test_spec_config_mac_equal_to_generated_form_kept_on_api_145() -> None:
     assert spec.body["NetworkingConfig"]["EndpointsConfig"] == {"bridge": {"MacAddress": mac}}
 
 
-def test_spec_stopped_container_02_42_mac_dropped_from_api_148() -> None:
-    """From API 1.48 (unproven engines) a 02:42: MAC without an IP to compare is not carried."""
-    data = record("1.45")
-    spec = build_create_spec(
-        data["containers"]["stopped_mac"],
-        data["old_image"],
-        data["new_image"],
-        api_version="1.48",
-        names_by_id={},
-    )
-    assert "02:42:0a:0b:0c:0d" not in json.dumps(spec.body)
+def test_spec_docker_28_stopped_container_config_mac_kept() -> None:
+    """Docker 28 (API 1.48) fills Config.MacAddress with the configured MAC only, so a stopped
+    container's 02:42: MAC there is the user's and is carried on its endpoint."""
+    spec = spec_of("stopped_mac", "1.48")
+    assert "MacAddress" not in spec.body
+    assert spec.body["NetworkingConfig"]["EndpointsConfig"] == {
+        "bridge": {"MacAddress": "02:42:0a:0b:0c:0d"}
+    }
+
+
+def test_spec_docker_28_random_endpoint_mac_not_carried_config_mac_kept() -> None:
+    """Docker 28 gives every endpoint a random MAC: only the Config.MacAddress one (the
+    NetworkMode network's) is carried, never the engine's random one."""
+    data = record("1.48")
+    old = data["containers"]["full"]
+    net_a = old["HostConfig"]["NetworkMode"]
+    (net_b,) = set(old["NetworkSettings"]["Networks"]) - {net_a}
+    random_mac = old["NetworkSettings"]["Networks"][net_b]["MacAddress"]
+    assert not random_mac.startswith("02:42:")
+    endpoints = spec_of("full", "1.48").body["NetworkingConfig"]["EndpointsConfig"]
+    assert endpoints[net_a]["MacAddress"] == "02:aa:bb:cc:dd:01"
+    assert endpoints[net_b] == {"Aliases": ["a2"]}
+    assert random_mac not in json.dumps(spec_of("plain", "1.48").body)
+
+
+def test_spec_docker_28_random_mac_not_carried_even_without_02_42_form() -> None:
+    """On 1.48 a MAC on an endpoint that Config.MacAddress does not name is not carried, even
+    in a form the engine's 02:42:+IP rule would have called the user's."""
+    container = record("1.48")["containers"]["plain"]
+    container["NetworkSettings"]["Networks"]["bridge"]["MacAddress"] = "02:aa:00:00:00:09"
+    spec = spec_of("", "1.48", container=container)
+    assert "02:aa:00:00:00:09" not in json.dumps(spec.body)
+
+
+@pytest.mark.parametrize("api_version", ["1.52", "1.54"])
+def test_spec_api_152_no_mac_anywhere_when_engine_tells_none(api_version: str) -> None:
+    """From API 1.52 create refuses Config.MacAddress and inspect no longer has it: nothing
+    tells the user's MAC from the engine's random one, so none is carried (README)."""
+    data = record(api_version)
+    for name, container in data["containers"].items():
+        assert "MacAddress" not in container["Config"], name
+        spec = spec_of("", api_version, container=container)
+        assert "MacAddress" not in json.dumps(spec.body), name
+
+
+@pytest.mark.parametrize("api_version", ["1.52", "1.54"])
+def test_spec_api_152_endpoints_without_top_level_network_settings(api_version: str) -> None:
+    """NetworkSettings without IPAddress/MacAddress/Gateway (gone in 1.52): every endpoint, its
+    static IP and aliases are still at create."""
+    data = record(api_version)
+    old = data["containers"]["full"]
+    assert not {"IPAddress", "MacAddress", "Gateway"} & set(old["NetworkSettings"])
+    net_a = old["HostConfig"]["NetworkMode"]
+    (net_b,) = set(old["NetworkSettings"]["Networks"]) - {net_a}
+    spec = spec_of("full", api_version)
+    assert spec.extra_networks == {}
+    assert spec.body["NetworkingConfig"]["EndpointsConfig"] == {
+        net_a: {"IPAMConfig": {"IPv4Address": "10.231.251.10"}, "Aliases": ["a1"]},
+        net_b: {"Aliases": ["a2"]},
+    }
+
+
+_OMITTED_WHEN_EMPTY = {
+    "Cmd": None,
+    "Entrypoint": None,
+    "Env": [],
+    "Labels": {},
+    "User": "",
+    "Volumes": None,
+    "WorkingDir": "",
+}
+
+
+@pytest.mark.parametrize(("key", "empty"), _OMITTED_WHEN_EMPTY.items())
+def test_spec_image_field_omitted_same_as_empty(key: str, empty: Any) -> None:
+    """API 1.52 omits empty image Config fields: an absent field gives the same spec as the
+    empty value older engines showed, for every scenario."""
+    data = record("1.52")
+    shown, omitted = copy.deepcopy(data["old_image"]), copy.deepcopy(data["old_image"])
+    shown["Config"][key] = empty
+    omitted["Config"].pop(key, None)
+    for name, container in data["containers"].items():
+        specs = [
+            build_create_spec(
+                container, image, data["new_image"], api_version="1.52", names_by_id={}
+            )
+            for image in (shown, omitted)
+        ]
+        assert specs[0] == specs[1], name
+
+
+def test_spec_image_without_entrypoint_field_container_empty_entrypoint() -> None:
+    """An image with no Entrypoint field (1.52) and a container Entrypoint ``[]``: both empty,
+    so no entrypoint is sent; the user's Cmd is."""
+    data = record("1.52")
+    image = data["old_image"]
+    del image["Config"]["Entrypoint"], image["Config"]["Cmd"]
+    container = data["containers"]["plain"]
+    container["Config"].update(Entrypoint=[], Cmd=["sleep", "5"])
+    body = build_create_spec(
+        container, image, data["new_image"], api_version="1.52", names_by_id={}
+    ).body
+    assert "Entrypoint" not in body
+    assert body["Cmd"] == ["sleep", "5"]
+
+
+def test_spec_derived_recordings_name_their_engines() -> None:
+    """The derived recordings say which Docker release and API version they stand for."""
+    assert _load("1.48")["engine_version"].startswith("28.")
+    assert _load("1.52")["engine_version"].startswith("29.0")
+    assert _load("1.54")["engine_version"].startswith("29.3")
+    assert _load("1.52")["old_image"]["Id"] == _load("1.52")["containers"]["full"]["Image"]
 
 
 def test_spec_default_bridge_primary_keyed_by_network_mode(api_version: str) -> None:

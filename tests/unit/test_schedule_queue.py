@@ -19,6 +19,7 @@ class FakeRuns:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.forced: list[bool] = []
         self.events: list[str] = []
         self.started = threading.Semaphore(0)
         self.release = threading.Semaphore(0)
@@ -27,11 +28,12 @@ class FakeRuns:
         self.lock = threading.Lock()
         self.fail_next = False
 
-    def __call__(self, trigger: str, images: tuple[str, ...]) -> Report:
+    def __call__(self, trigger: str, images: tuple[str, ...], force: bool = False) -> Report:
         with self.lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             self.calls.append((trigger, images))
+            self.forced.append(force)
             self.events.append(f"started:{trigger}")
         self.started.release()
         assert self.release.acquire(timeout=WAIT_S), "the test never released the run"
@@ -294,3 +296,22 @@ def test_run_queue_after_hook_gets_report_and_its_error_is_contained(runs: FakeR
         assert queue.alive
     finally:
         queue.close(timeout=WAIT_S)
+
+
+def test_run_queue_forced_requests_join_only_forced_runs(queue: RunQueue, runs: FakeRuns) -> None:
+    """A forced request (?force=true) never joins a plain waiting run, nor a tick a forced
+    one; forced requests join each other."""
+    queue.submit("schedule")
+    runs.wait_started()
+    plain = queue.submit("api")
+    forced = queue.submit("api", force=True)
+    again = queue.submit("api", force=True)
+    queue.submit("schedule")
+    assert forced is again
+    assert plain is not forced
+    assert queue.pending == 2
+    for _ in range(3):
+        runs.release.release()
+    forced.result(WAIT_S)
+    plain.result(WAIT_S)
+    assert runs.forced == [False, False, True]

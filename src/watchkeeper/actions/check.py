@@ -55,6 +55,17 @@ class Watched:
     skip_reason: str | None = None
     # NO_PULL: the image ID the local tag points at, which the container moves to.
     target_image_id: str | None = None
+    # The update rules (actions/versions.py): the tag policy and what it found, the tag the
+    # container moves to (None: it follows its own tag's digest), why a stale one waits.
+    policy: str | None = None
+    candidate_tag: str | None = None
+    new_tag: str | None = None
+    ranked_tags: tuple[str, ...] = ()
+    waiting: str | None = None
+    wait_reason: str | None = None
+    rules_note: str | None = None
+    # A watchkeeper.* label of the rules is invalid: a person must fix it (``failed``).
+    label_error: bool = False
 
     @property
     def name(self) -> str:
@@ -68,6 +79,19 @@ class Watched:
     @property
     def image_id(self) -> str:
         return str(self.container["Image"])
+
+    @property
+    def current_tag(self) -> str | None:
+        """The tag the container was created from (None for a digest or an image ID)."""
+        return self.reference.tag if self.reference is not None else None
+
+    @property
+    def pull_ref(self) -> str:
+        """What the update pulls and recreates from: the user's reference, with the new tag
+        when the tag policy moves the container (``registry:5000/app:1.2.4``)."""
+        if self.new_tag is None or self.current_tag is None:
+            return self.image_ref
+        return f"{self.image_ref.removesuffix(f':{self.current_tag}')}:{self.new_tag}"
 
     @property
     def local_digest(self) -> str | None:

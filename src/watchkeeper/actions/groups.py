@@ -124,6 +124,7 @@ def _move(ctx: UpdateContext, planned: Planned, targets: dict[str, Target]) -> M
             new_image=target.new_image,
             old_image=target.item.image,
             revive=settings.revive_stopped,
+            image_ref=target.item.pull_ref if target.item.new_tag else None,
         )
     if planned.recreate:
         # It keeps its own image: only its parent changed (shared namespace, link).

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from watchkeeper.actions.check import Watched
+from watchkeeper.actions.versions import row_fields
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_name
@@ -73,7 +74,8 @@ class Target:
 def outcome_for(
     item: Watched, state: State, *, new_image: dict[str, Any] | None = None, **extra: Any
 ) -> ContainerOutcome:
-    """A report row pre-filled from the check of one container (and its new image, if any)."""
+    """A report row pre-filled from the check of one container (and its new image, if any);
+    a move to another tag adds ``old_tag``/``new_tag`` (:func:`actions.versions.row_fields`)."""
     return ContainerOutcome(
         name=item.name,
         image=item.image_ref,
@@ -82,7 +84,7 @@ def outcome_for(
         new_image_id=str(new_image["Id"]) if new_image is not None else None,
         old_digest=item.local_digest,
         new_digest=item.remote_digest,
-        **extra,
+        **{**row_fields(item, state), **extra},
     )
 
 

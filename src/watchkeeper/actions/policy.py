@@ -69,15 +69,18 @@ def move_for(
     new_image: dict[str, Any] | None = None,
     old_image: dict[str, Any] | None = None,
     revive: bool = False,
+    image_ref: str | None = None,
 ) -> Move:
     """The swap's Move for one container under these settings and its labels.
 
     ``revive``: start the replacement even if the old container was stopped (REVIVE_STOPPED).
+    ``image_ref``: the reference to recreate it from when a tag policy moves it to another tag.
     """
     move = Move(
         container=container,
         new_image=new_image,
         old_image=old_image,
+        image_ref=image_ref,
         stop_signal=read_label(container, "stop-signal") or None,
         stop_timeout_s=stop_timeout_for(settings.stop_timeout, container),
         settle_s=settings.stability_window,

@@ -23,6 +23,7 @@ from watchkeeper.actions.outcomes import UpdateContext
 from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.actions.services import ServiceRun, update_services
 from watchkeeper.actions.update import outcome_without_update, update_stale
+from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_name
@@ -51,9 +52,18 @@ class Services:
 
 
 def check_engine(
-    services: Services, engine: Engine, names: Sequence[str], images: Sequence[str] = ()
+    services: Services,
+    engine: Engine,
+    names: Sequence[str],
+    images: Sequence[str] = (),
+    *,
+    force: bool = False,
 ) -> tuple[list[Watched], list[ContainerOutcome], list[dict[str, Any]]]:
-    """List and check one engine's containers: (watched, skipped outcomes, all snapshots)."""
+    """List and check one engine's containers: (watched, skipped outcomes, all snapshots).
+
+    The update rules (tag policy, window, minimum age) follow the digest check; ``force``
+    ignores the window and the age.
+    """
     snapshots = engine.list_containers(all=True)
     candidates = [c for c in snapshots if image_matches(c, images)]
     selected, skipped = select_containers(candidates, services.settings, names)
@@ -73,6 +83,7 @@ def check_engine(
     watched = check_containers(
         engine, services.registry, selected, no_pull=services.settings.no_pull
     )
+    apply_update_rules(watched, services.registry, services.settings, force=force)
     return watched, outcomes, snapshots
 
 
@@ -81,19 +92,28 @@ def run_once(
     names: Sequence[str] = (),
     trigger: str = "schedule",
     images: Sequence[str] = (),
+    *,
+    force: bool = False,
 ) -> Report:
     """Do one full run over every engine and return its report; never raises for one container.
 
-    ``names`` and ``images`` (``REPO[:TAG]``, the API's filter) restrict the run.
+    ``names`` and ``images`` (``REPO[:TAG]``, the API's filter) restrict the run; ``force``
+    (``run --once --force``, ``?force=true``) updates outside UPDATE_WINDOW and before
+    MIN_IMAGE_AGE, never past a tag policy.
     """
     run_id = uuid.uuid4().hex[:12]
     report = Report(host=services.settings.host_name)
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         log.info(
-            "run.started", trigger=trigger, names=list(names) or None, images=list(images) or None
+            "run.started",
+            trigger=trigger,
+            names=list(names) or None,
+            images=list(images) or None,
+            force=force or None,
         )
+        services.registry.tags.new_run()  # tag lists are read once per run
         for engine in services.engines:
-            outcomes, engine_outcome = run_engine(services, engine, names, images)
+            outcomes, engine_outcome = run_engine(services, engine, names, images, force=force)
             for outcome in outcomes:
                 outcome.host = engine.host_label
                 report.add(outcome)
@@ -109,7 +129,12 @@ def run_once(
 
 
 def run_engine(
-    services: Services, engine: Engine, names: Sequence[str], images: Sequence[str] = ()
+    services: Services,
+    engine: Engine,
+    names: Sequence[str],
+    images: Sequence[str] = (),
+    *,
+    force: bool = False,
 ) -> tuple[list[ContainerOutcome], EngineOutcome]:
     """Check and update the containers of one engine: their rows, and how the engine fared.
 
@@ -118,7 +143,7 @@ def run_engine(
     """
     outcomes: list[ContainerOutcome] = []
     try:
-        _check_and_update(services, engine, names, images, outcomes)
+        _check_and_update(services, engine, names, images, outcomes, force=force)
         # A Swarm manager's services (README, "Swarm"); nothing on other engines.
         service_run = ServiceRun(
             engine, services.registry, services.credentials, services.settings, services.state,
@@ -143,6 +168,8 @@ def _check_and_update(
     names: Sequence[str],
     images: Sequence[str],
     outcomes: list[ContainerOutcome],
+    *,
+    force: bool = False,
 ) -> None:
     """Hooks, check and update of one engine; appends its rows to ``outcomes``.
 
@@ -151,7 +178,7 @@ def _check_and_update(
     settings = services.settings
     if settings.lifecycle_hooks:
         run_pre_check_hooks(engine, settings, names, images)
-    watched, skipped, snapshots = check_engine(services, engine, names, images)
+    watched, skipped, snapshots = check_engine(services, engine, names, images, force=force)
     outcomes += skipped
     stale = [w for w in watched if w.verdict is Verdict.STALE]
     outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]

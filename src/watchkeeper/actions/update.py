@@ -101,6 +101,9 @@ def _settled_without_pull(
     """The outcome of a stale container that is not to be pulled, else None."""
     if monitor_only(ctx.settings, item.container):
         return outcome_for(item, State.AVAILABLE, reason="monitor-only")
+    if item.waiting is not None:
+        # Outside its update window, or its new image is too young (actions/versions.py).
+        return outcome_for(item, State.AVAILABLE, reason=item.wait_reason)
     digest = item.remote_digest or item.target_image_id
     if failed_before(ctx, item, digest):
         short = (digest or "").removeprefix("sha256:")[:12]
@@ -122,7 +125,7 @@ def _prepare_targets(
     """
     by_image: dict[str, list[Watched]] = defaultdict(list)
     for item in pending:
-        by_image[item.image_ref].append(item)
+        by_image[item.pull_ref].append(item)
     targets: dict[str, Target] = {}
     for image_ref, items in by_image.items():
         try:
@@ -132,7 +135,7 @@ def _prepare_targets(
             outcomes += [_pull_failed_outcome(item, exc) for item in items]
             continue
         for item in items:
-            if item.image_id == new_image["Id"]:
+            if item.image_id == new_image["Id"] and item.new_tag is None:
                 # A new index whose manifest for this platform did not change: nothing to do.
                 outcomes.append(outcome_for(item, State.FRESH, new_image=new_image))
             else:
@@ -174,7 +177,8 @@ def _new_image(ctx: UpdateContext, item: Watched) -> dict[str, Any]:
 
 
 def pull_image(ctx: UpdateContext, item: Watched) -> str:
-    """Pull the container's tag with the registry's credentials; return the new image ID.
+    """Pull the container's tag (or its new tag) with the registry's credentials; return the
+    new image ID.
 
     Raises EngineError (PullError) when the pull fails, RegistryAuthError when a credential
     helper fails.
@@ -186,10 +190,9 @@ def pull_image(ctx: UpdateContext, item: Watched) -> str:
     auth = to_docker_auth_config(creds) if creds else None
     # The user's own spelling of the repository, so the tag lands where `docker ps` shows it.
     repository = item.image_ref.removesuffix(f":{ref.tag}")
-    new_id = ctx.engine.pull_image(repository, ref.tag, auth)
-    log.info(
-        "image.pulled", image=item.image_ref, image_id=new_id, remote_digest=item.remote_digest
-    )
+    # The tag policy's new tag, when it moves the container to another tag.
+    new_id = ctx.engine.pull_image(repository, item.new_tag or ref.tag, auth)
+    log.info("image.pulled", image=item.pull_ref, image_id=new_id, remote_digest=item.remote_digest)
     return new_id
 
 

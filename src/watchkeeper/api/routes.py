@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from watchkeeper import __version__
 from watchkeeper.api.schemas import ErrorBody, Health, RunReport, Status
+from watchkeeper.labels import FALSE_WORDS, TRUE_WORDS
 from watchkeeper.locks import LockBusyError
 from watchkeeper.metrics import CONTENT_TYPE
 from watchkeeper.registry.reference import parse_reference
@@ -54,7 +55,8 @@ class ApiBackend:
     """
 
     token: str
-    submit: Callable[[str, Sequence[str]], Future[Report]]
+    # (trigger, image filters, force) -> the future report of the run that covers them.
+    submit: Callable[[str, Sequence[str], bool], Future[Report]]
     status: Callable[[], DaemonStatus]
     alive: Callable[[], bool]
     withdraw: Callable[[Future[Report]], bool] = lambda future: False
@@ -65,6 +67,13 @@ class ApiBackend:
 ImageFilter = Annotated[
     list[str] | None,
     Query(description="only containers of these images, REPO or REPO:TAG (repeat, or commas)"),
+]
+Force = Annotated[
+    str | None,
+    Query(
+        description="true: update outside UPDATE_WINDOW and before MIN_IMAGE_AGE (never past a "
+        "tag policy; MONITOR_ONLY still wins)"
+    ),
 ]
 # auto_error=False: FastAPI would answer 403 for a missing header; the contract says 401.
 BEARER = HTTPBearer(auto_error=False, description="the value of HTTP_API_TOKEN")
@@ -102,6 +111,20 @@ def parse_image_filters(values: Sequence[str]) -> list[str]:
         except ValueError as exc:
             raise HTTPException(422, f"image={item!r}: {exc}") from None
     return filters
+
+
+def parse_force(value: str | None) -> bool:
+    """``force``: ``true``/``1``/``yes``/``on`` or their opposites (absent: false).
+
+    Raises HTTPException 422 for anything else.
+    """
+    if value is None:
+        return False
+    if value.strip().lower() in TRUE_WORDS:
+        return True
+    if value.strip().lower() in FALSE_WORDS:
+        return False
+    raise HTTPException(422, f"force={value!r}: use true or false")
 
 
 def build_router(backend: ApiBackend) -> APIRouter:
@@ -145,7 +168,10 @@ def add_update_routes(router: APIRouter, backend: ApiBackend, secured: list[Any]
     """``POST /v1/update``, and ``GET`` for Watchtower users' scripts (not in the schema)."""
     responses: dict[int | str, dict[str, Any]] = {
         **UNAUTHORIZED,
-        422: {"model": ErrorBody, "description": "an image filter is not a reference"},
+        422: {
+            "model": ErrorBody,
+            "description": "an image filter is not a reference, or force not true/false",
+        },
         429: {"model": ErrorBody, "description": "too many different runs wait already"},
         503: {
             "model": ErrorBody,
@@ -153,15 +179,16 @@ def add_update_routes(router: APIRouter, backend: ApiBackend, secured: list[Any]
         },
     }
 
-    async def update(request: Request, image: ImageFilter = None) -> Any:
+    async def update(request: Request, image: ImageFilter = None, force: Force = None) -> Any:
         """Run a check-and-update now and answer its report when it ends.
 
         A request that arrives during a run gets the next run; requests that arrive while that
         one waits to start join it. A client that hangs up before its run starts takes it back.
+        ``force=true`` updates outside the update window and before the minimum image age.
         """
         filters = parse_image_filters(image or [])
         try:
-            future = backend.submit("api", filters)
+            future = backend.submit("api", filters, parse_force(force))
         except QueueClosedError as exc:
             raise HTTPException(503, str(exc)) from None
         except QueueFullError as exc:

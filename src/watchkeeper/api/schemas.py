@@ -37,6 +37,8 @@ class ContainerReport(BaseModel):
     reason: str | None = None
     host: str | None = None
     log_tail: list[str] = Field(default_factory=list)
+    old_tag: str | None = Field(None, description="a tag policy's move: the tag it was on")
+    new_tag: str | None = Field(None, description="a tag policy's move: the tag it moves to")
     kind: str = Field("container", description="container, or service (a Swarm service)")
     replicas: int | str | None = Field(
         None, description="a service's desired replicas, or global; null for a container"

@@ -57,11 +57,14 @@ class Move:
     """One container of a group and how to move it; the progress fields are the swap's own.
 
     ``new_image`` None means restart only. ``start`` None means "as it was" (running or not).
+    ``image_ref`` is the reference the replacement is created from when it is another tag than
+    the container's (a tag policy's move); None keeps the container's own.
     """
 
     container: dict[str, Any]
     new_image: dict[str, Any] | None = None
     old_image: dict[str, Any] | None = None
+    image_ref: str | None = None
     stop_signal: str | None = None
     stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
     settle_s: float = 10.0

@@ -46,11 +46,14 @@ _ENDPOINT_FIELDS = ("IPAMConfig", "Links", "DriverOpts")
 _ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")
 # From this API version every endpoint (and its MacAddress) can be given at create.
 _ENDPOINTS_AT_CREATE = (1, 44)
-# Below this API version (engines up to 27) ``Config.MacAddress`` holds only a MAC the user
-# gave: Engine 26.1 leaves it empty for generated MACs, also after a daemon restart, and keeps
-# the user's while the container is stopped (its endpoint then shows no MAC). Newer engines
-# are not proven here (README, "Development and tests").
-_CONFIG_MAC_IS_USERS_BELOW = (1, 48)
+# ``Config.MacAddress`` holds only a MAC the user gave: Engine 26.1 leaves it empty for
+# generated MACs, also after a daemon restart, and keeps the user's while the container is
+# stopped (its endpoint then shows no MAC); Docker 28 and 29 fill it with the configured MAC
+# of the ``NetworkMode`` network, until API 1.51 (from 1.52 it is gone, in inspect and at
+# create). From API 1.48 (Docker 28) every endpoint without a configured MAC gets a random
+# one, so an endpoint's MAC is no proof the user set it: only ``Config.MacAddress`` is
+# (README, "Engines and API versions").
+_RANDOM_MACS_FROM = (1, 48)
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def build_create_spec(
         container,
         mode,
         with_mac=endpoints_at_create,
-        config_mac_is_users=api < _CONFIG_MAC_IS_USERS_BELOW,
+        random_macs=api >= _RANDOM_MACS_FROM,
     )
     body = _user_config(container, old_image.get("Config") or {}, mode)
     body["Labels"] = _labels(container, old_image, new_image)
@@ -365,7 +368,7 @@ def _primary_network(container: dict[str, Any], mode: str) -> str | None:
 
 
 def _endpoints(
-    container: dict[str, Any], mode: str, *, with_mac: bool, config_mac_is_users: bool
+    container: dict[str, Any], mode: str, *, with_mac: bool, random_macs: bool
 ) -> dict[str, dict[str, Any]]:
     """Per network, the endpoint settings the user chose (no IDs, no engine-made values)."""
     if mode in ("host", "none") or mode.startswith("container:"):
@@ -381,7 +384,7 @@ def _endpoints(
             endpoint["Aliases"] = aliases
         mac = None
         if with_mac:
-            mac = _endpoint_mac(container, name, settings, mode, config_mac_is_users)
+            mac = _endpoint_mac(container, name, settings, mode, random_macs=random_macs)
         if mac:
             endpoint["MacAddress"] = mac
         endpoints[str(name)] = endpoint
@@ -393,15 +396,17 @@ def _endpoint_mac(
     network: str,
     settings: dict[str, Any],
     mode: str,
-    config_mac_is_users: bool,
+    *,
+    random_macs: bool,
 ) -> str | None:
     """The user-set MAC of one endpoint (API >= 1.44), None for an engine-generated one.
 
     Engines that report ``DesiredMacAddress`` tell it apart. The deprecated
-    ``Config.MacAddress`` belongs to the ``NetworkMode`` network; where only the user's MAC is
-    written there (``config_mac_is_users``) it is the user's, even in ``02:42:`` form and on a
-    stopped container, whose endpoint shows no MAC and no IP to compare with. Otherwise a MAC
-    that is ``02:42:`` plus the endpoint's IPv4 bytes is the engine's own.
+    ``Config.MacAddress`` belongs to the ``NetworkMode`` network and holds only the user's
+    MAC, even in ``02:42:`` form and on a stopped container, whose endpoint shows no MAC and no
+    IP to compare with. Where the engine makes random MACs (``random_macs``) it is the only
+    proof: no other endpoint MAC is carried, and none at all from API 1.52, where it is gone.
+    Before, a MAC that is ``02:42:`` plus the endpoint's IPv4 bytes is the engine's own.
     """
     if "DesiredMacAddress" in settings:
         return settings.get("DesiredMacAddress") or None
@@ -409,7 +414,9 @@ def _endpoint_mac(
     config_mac = None
     if network == _primary_network(container, mode):
         config_mac = (container.get("Config") or {}).get("MacAddress") or None
-    if config_mac and config_mac_is_users and mac in (None, config_mac):
+    if random_macs:
+        return str(config_mac) if config_mac else None
+    if config_mac and mac in (None, config_mac):
         return str(config_mac)
     return _user_mac(mac or config_mac, settings.get("IPAddress") or "")
 

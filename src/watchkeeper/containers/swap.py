@@ -122,6 +122,7 @@ class _GroupSwap:
             move.new_image,
             api_version=self.engine.api_version,
             names_by_id={**self.names_by_id, **self._replacements()},
+            image_ref=move.image_ref,
         )
         temporary = next_name(move.name, move.old_id)
         body = _links_to_replacements(spec.body, self._replacements(by_name=True))

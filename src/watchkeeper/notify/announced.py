@@ -5,7 +5,8 @@ someone updates it; a digest that failed and was rolled back may be reported aga
 Telling the same thing every five minutes teaches people to ignore the mail, so each such
 (container, state, digest) is announced once. The memory is the state store's ``notified``
 section (it survives restarts), keyed ``<engine>|<container>|<state>`` -> the new digest; a new
-digest for the same container is news again.
+digest for the same container is news again. A move to another tag (a tag policy) is announced
+once per tag: the value is then ``tag:<new tag>``.
 
 A key is written only once a channel delivered the summary (a failed send must not silence the
 news for good); between the decision and the delivery it is "pending" in memory, so that a run
@@ -29,6 +30,11 @@ ANNOUNCED_ONCE = (State.AVAILABLE, State.ROLLED_BACK)
 def announcement_key(outcome: ContainerOutcome, default_host: str) -> str:
     """``<engine>|<container>|<state>``: one memory slot per container and state."""
     return f"{outcome.host or default_host}|{outcome.name.lstrip('/')}|{outcome.state}"
+
+
+def announced_value(outcome: ContainerOutcome) -> str | None:
+    """What is announced once: the new tag of a tag move, else the new digest."""
+    return f"tag:{outcome.new_tag}" if outcome.new_tag else outcome.new_digest
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,11 @@ class Announcements:
         news: list[ContainerOutcome] = []
         for outcome in report.containers:
             key = announcement_key(outcome, report.host)
-            if outcome.state in ANNOUNCED_ONCE and outcome.new_digest:
-                if self.already_announced(key, outcome.new_digest):
+            news_of = announced_value(outcome)
+            if outcome.state in ANNOUNCED_ONCE and news_of:
+                if self.already_announced(key, news_of):
                     continue
-                fresh_keys[key] = outcome.new_digest
+                fresh_keys[key] = news_of
             news.append(outcome)
         if not should_notify(_copy_with(report, news), notify_on):
             return Selection(None)

@@ -6,7 +6,9 @@ first. Both get the same context, which is therefore part of the user-facing con
 
 ``subject``, ``host``, ``title_tag`` (or None), ``counts`` (README, "The report"), ``duration``
 ("1.9 s"), ``report`` (the whole report dict), ``rows`` (one ``Row`` per container, display-ready:
-``name``, ``image``, ``old_digest``/``new_digest`` (12 hex digits, or ""), ``digests``
+``name``, ``image`` (with the move, ``app:1.2.3 → 1.2.4``, when a tag policy moves it to another
+tag), ``old_tag``/``new_tag`` (that move's tags, or ""), ``old_digest``/``new_digest`` (12 hex
+digits, or ""), ``digests``
 ("abc → def"), ``state``, ``state_label`` ("rolled back"), ``duration``, ``error``, ``reason``
 (why it was skipped, failed or rolled back, "" when it says nothing the error does not) and
 ``log_tail`` (the failed new container's last log lines, a list)) and ``widths`` (the longest
@@ -63,6 +65,8 @@ class Row:
     error: str
     reason: str = ""
     log_tail: tuple[str, ...] = ()
+    old_tag: str = ""
+    new_tag: str = ""
 
 
 def short_digest(digest: str | None) -> str:
@@ -90,7 +94,7 @@ def build_row(outcome: ContainerOutcome) -> Row:
     """The display-ready cells of one container's outcome."""
     return Row(
         name=outcome.name,
-        image=outcome.image,
+        image=describe_image(outcome),
         old_digest=short_digest(outcome.old_digest),
         new_digest=short_digest(outcome.new_digest),
         digests=describe_digests(outcome.old_digest, outcome.new_digest),
@@ -100,7 +104,16 @@ def build_row(outcome: ContainerOutcome) -> Row:
         error=outcome.error or "",
         reason=_distinct_reason(outcome),
         log_tail=tuple(line.rstrip() for line in outcome.log_tail),
+        old_tag=outcome.old_tag or "",
+        new_tag=outcome.new_tag or "",
     )
+
+
+def describe_image(outcome: ContainerOutcome) -> str:
+    """The image, and the tag it moves to when a tag policy moves it: ``app:1.2.3 → 1.2.4``."""
+    if outcome.new_tag and outcome.new_tag != outcome.old_tag:
+        return f"{outcome.image} → {outcome.new_tag}"
+    return outcome.image
 
 
 def _distinct_reason(outcome: ContainerOutcome) -> str:
