@@ -1,9 +1,9 @@
 """The dependency direction of ``src/`` (README, "Layout"), read from the source with ``ast``.
 
-Adapters (``containers``, ``registry``, ``notify``) never import the use cases, the API or the
-daemon that sit on top of them; ``actions.update`` uses ``actions.groups``, and both share their
-vocabulary through ``actions.outcomes``: the two never import each other (a cycle), not even
-for type checking. And the services built once are built in one place: ``build_services``
+Adapters (``containers``, ``swarm``, ``registry``, ``notify``) never import the use cases, the
+API or the daemon that sit on top of them; ``actions.update`` uses ``actions.groups``, and both
+share their vocabulary through ``actions.outcomes``: the two never import each other (a cycle),
+not even for type checking. And the services built once are built in one place: ``build_services``
 makes the only StateStore (one per state file) and the only Metrics.
 """
 
@@ -13,7 +13,12 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-ADAPTERS = ("watchkeeper.containers", "watchkeeper.registry", "watchkeeper.notify")
+ADAPTERS = (
+    "watchkeeper.containers",
+    "watchkeeper.swarm",
+    "watchkeeper.registry",
+    "watchkeeper.notify",
+)
 ABOVE_ADAPTERS = ("watchkeeper.actions", "watchkeeper.api", "watchkeeper.daemon")
 
 
@@ -93,6 +98,7 @@ def test_imports_source_adapters_and_update_groups_keep_one_direction() -> None:
 
     assert "watchkeeper.actions.groups" in imports
     assert "watchkeeper.containers.swap" in imports
+    assert "watchkeeper.swarm.services" in imports
     assert boundary_violations(imports) == []
 
 
