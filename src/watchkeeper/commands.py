@@ -16,6 +16,7 @@ import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
 from watchkeeper.actions.select import select_containers
+from watchkeeper.actions.services import check_only, check_row_of
 from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.api.listen import parse_listen
 from watchkeeper.daemon import (
@@ -83,16 +84,20 @@ def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     """Dry run: print every watched container's verdict; exit 1 when a registry failed."""
     engines, _, registry = connect(settings)
     rows: list[Watched] = []
+    services: list[dict[str, str | None]] = []
     for engine in engines:
         selected, _ = select_containers(engine.list_containers(all=True), settings, names)
         watched = check_containers(engine, registry, selected, no_pull=settings.no_pull)
         apply_update_rules(watched, registry, settings)
         rows += watched
+        # A Swarm manager's services (README, "Swarm"), in the same columns.
+        services += [check_row_of(s) for s in check_only(engine, registry, settings, names)]
+    table = [check_row(w) for w in rows] + [{**dict.fromkeys(TABLE_COLUMNS), **s} for s in services]
     if as_json:
-        print(json.dumps([check_row(w) for w in rows]))
+        print(json.dumps(table))
     else:
-        print(format_table([check_row(w) for w in rows]))
-    return 1 if any(w.verdict == "error" for w in rows) else 0
+        print(format_table(table))
+    return 1 if any(row["verdict"] == "error" for row in table) else 0
 
 
 def check_row(item: Watched) -> dict[str, str | None]:

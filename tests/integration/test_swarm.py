@@ -9,6 +9,7 @@ rollback takes seconds.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -176,6 +177,28 @@ def test_swarm_fresh_service_not_updated(
     assert result.returncode == 0, result.stderr[-3000:]
     assert _service_rows(result)[before["Spec"]["Name"]]["state"] == "fresh"
     assert after["Version"] == before["Version"]
+
+
+def test_swarm_check_lists_service_verdict_not_its_tasks(
+    make_service: ServiceMaker,
+    images: ImageFactory,
+    registry: Registry,
+    docker_client: docker.DockerClient,
+) -> None:
+    """``check`` shows a stale service as one ``service`` row and none of its task containers."""
+    pinned_old, tag = _stale_image(images, registry, "checked")
+    service = make_service("checked", pinned_old)
+    new = images.build_and_push(tag, SLEEP, marker="v2")
+    tasks = [c["Names"][0].lstrip("/") for c in _task_containers(docker_client, service["ID"])]
+
+    result = run_watchkeeper("check", "--json", service["Spec"]["Name"], *tasks)
+
+    rows = json.loads(result.stdout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [(r["kind"], r["container"], r["verdict"], r["remote_digest"]) for r in rows] == [
+        ("service", service["Spec"]["Name"], "stale", new)
+    ]
+    assert docker_client.api.inspect_service(service["ID"])["Version"] == service["Version"]
 
 
 def test_swarm_failing_image_rolled_back_and_not_tried_again(

@@ -363,3 +363,30 @@ def log_service_row(row: ContainerOutcome) -> None:
         error=row.error,
         duration_s=round(row.duration_s, 3),
     )
+
+
+def check_only(
+    engine: Engine, registry: RegistryClient, settings: Settings, names: Sequence[str] = ()
+) -> list[WatchedService]:
+    """``watchkeeper check`` for a Swarm manager's services (none elsewhere): verdicts only.
+
+    Raises EngineError when the services cannot be listed.
+    """
+    adapter = swarm_services(engine)
+    if adapter is None:
+        return []
+    watched, _ = select_services(adapter.list_services(), settings, names)
+    return check_services(registry, watched)
+
+
+def check_row_of(item: WatchedService) -> dict[str, str | None]:
+    """A service's line of ``check`` (its name in the ``container`` column, ``kind: service``)."""
+    return {
+        "kind": "service",
+        "container": item.name,
+        "image": item.image_ref,
+        "local_digest": item.local_digest,
+        "remote_digest": item.remote_digest,
+        "verdict": str(item.verdict),
+        "error": item.error or item.skip_reason,
+    }
