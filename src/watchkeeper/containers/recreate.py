@@ -80,6 +80,7 @@ def build_create_spec(
     *,
     api_version: str,
     names_by_id: dict[str, str],
+    image_ref: str | None = None,
 ) -> CreateSpec:
     """The create request that recreates ``container`` on ``new_image`` with the user's settings.
 
@@ -87,7 +88,8 @@ def build_create_spec(
     ``new_image`` the one planned for the replacement (the same one for a dependent that only
     follows its parent); ``names_by_id`` maps container IDs to names (from the run's snapshot)
     so that ``container:<id>`` network, PID and IPC modes can point at the parent's name.
-    Raises nothing.
+    ``image_ref`` replaces the container's ``Config.Image`` when a tag policy moves it to
+    another tag (``app:1.2.3`` -> ``app:1.2.4``); everything else stays. Raises nothing.
     """
     api = parse_api_version(api_version)
     endpoints_at_create = api >= _ENDPOINTS_AT_CREATE
@@ -99,6 +101,8 @@ def build_create_spec(
         random_macs=api >= _RANDOM_MACS_FROM,
     )
     body = _user_config(container, old_image.get("Config") or {}, mode)
+    if image_ref is not None:
+        body["Image"] = image_ref
     body["Labels"] = _labels(container, old_image, new_image)
     body["HostConfig"] = _host_config(container, mode, names_by_id)
     primary = _primary_network(container, mode)
