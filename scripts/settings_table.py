@@ -35,7 +35,7 @@ def _default_text(name: str, info: FieldInfo) -> str:
     if isinstance(default, bool):
         return f"`{str(default).lower()}`"
     seconds = ("poll_interval", "stability_window", "lock_timeout", "max_run_time")
-    if name in (*seconds, "shutdown_timeout", "min_image_age"):
+    if name in (*seconds, "shutdown_timeout", "min_image_age", "service_update_timeout"):
         return f"`{int(default)}s`"
     return f"`{default}`"
 

@@ -52,9 +52,6 @@ from watchkeeper.swarm.services import (
 
 log = structlog.get_logger()
 
-# How long one service update may take before its row says ``timeout`` (Swarm goes on).
-SERVICE_UPDATE_TIMEOUT_S = 600.0
-
 
 @dataclass(frozen=True)
 class ServiceRun:
@@ -66,7 +63,6 @@ class ServiceRun:
     settings: Settings
     state: StateStore
     stop: threading.Event = field(default_factory=threading.Event)
-    update_timeout_s: float = SERVICE_UPDATE_TIMEOUT_S
 
 
 @dataclass
@@ -280,7 +276,7 @@ def _send_and_wait(run: ServiceRun, adapter: SwarmServices, item: WatchedService
         local_digest=item.local_digest,
         remote_digest=item.remote_digest,
     )
-    return adapter.wait_for_update(service_id, timeout_s=run.update_timeout_s)
+    return adapter.wait_for_update(service_id, timeout_s=run.settings.service_update_timeout)
 
 
 def row_after_update(item: WatchedService, result: UpdateResult) -> ContainerOutcome:

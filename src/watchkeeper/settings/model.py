@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     stability_window: Duration = setting(
         10.0, "a container without healthcheck must stay running this long", ge=0
     )
+    service_update_timeout: Duration = setting(
+        600.0, "how long one Swarm service update may take before its row says timeout", gt=0
+    )
     lifecycle_hooks: bool = setting(
         False, "run the lifecycle labels' commands", "WATCHTOWER_LIFECYCLE_HOOKS"
     )
