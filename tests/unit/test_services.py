@@ -17,7 +17,7 @@ from watchkeeper.actions.services import (
 )
 from watchkeeper.report import State
 from watchkeeper.settings import load_settings
-from watchkeeper.swarm.services import UpdateResult, replicas, spec_with_image
+from watchkeeper.swarm.services import SwarmServices, UpdateResult, replicas, spec_with_image
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -154,3 +154,64 @@ def test_replicas_replicated_number_global_word() -> None:
     """Replicated services give their desired count, global ones ``global``."""
     assert replicas(service("a")) == 2
     assert replicas(service("b", mode={"Global": {}})) == "global"
+
+
+class StubApi:
+    """docker-py's low-level client as the adapter uses it: inspects answer in turn."""
+
+    def __init__(self, statuses: list[dict[str, str] | None], image: str) -> None:
+        self.statuses = statuses
+        self.image = image
+        self.inspected = 0
+
+    def inspect_service(self, service_id: str) -> dict[str, Any]:
+        status = self.statuses[min(self.inspected, len(self.statuses) - 1)]
+        self.inspected += 1
+        found = service(service_id, self.image)
+        if status is not None:
+            found["UpdateStatus"] = status
+        return found
+
+
+class StubEngine:
+    """An engine as the adapter reads it: only its low-level client."""
+
+    def __init__(self, api: StubApi) -> None:
+        self.api_client = api
+
+
+def wait(statuses: list[dict[str, str] | None], timeout_s: float = 60) -> UpdateResult:
+    """Run the adapter's wait over ``statuses``, one per poll, on a clock that ticks 1 s a poll."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += 1
+
+    adapter = SwarmServices(StubEngine(StubApi(statuses, f"r/app:1@{NEW}")))
+    return adapter.wait_for_update("web", timeout_s=timeout_s, clock=lambda: now[0], sleep=sleep)
+
+
+def test_wait_for_update_rollback_seen_then_completed_is_rolled_back() -> None:
+    """A rollback seen once stays a rollback, with its reason, whatever Swarm says after."""
+    result = wait(
+        [
+            None,
+            {"State": "updating", "Message": "update in progress"},
+            {"State": "rollback_started", "Message": "update rolled back due to failure of task t"},
+            {"State": "completed", "Message": "update completed"},
+        ]
+    )
+
+    assert (result.state, result.rolled_back) == ("completed", True)
+    assert result.message == "update rolled back due to failure of task t"
+
+
+def test_wait_for_update_no_final_state_times_out() -> None:
+    """Swarm still updating at the deadline gives ``timeout`` with its last message."""
+    result = wait([{"State": "updating", "Message": "update in progress"}], timeout_s=5)
+
+    assert (result.state, result.message, result.rolled_back) == (
+        "timeout",
+        "update in progress",
+        False,
+    )
