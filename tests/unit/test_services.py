@@ -3,21 +3,32 @@ turned into rows, and the update body (only the image changes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from watchkeeper.actions.check import Verdict
 from watchkeeper.actions.services import (
+    ServiceRun,
     WatchedService,
     apply_service_answer,
     classify_service,
     row_after_update,
     select_services,
+    update_service,
 )
+from watchkeeper.registry.auth import Credentials
 from watchkeeper.report import State
 from watchkeeper.settings import load_settings
-from watchkeeper.swarm.services import SwarmServices, UpdateResult, replicas, spec_with_image
+from watchkeeper.state import StateStore
+from watchkeeper.swarm.services import (
+    ServiceConflictError,
+    SwarmServices,
+    UpdateResult,
+    replicas,
+    spec_with_image,
+)
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -215,3 +226,92 @@ def test_wait_for_update_no_final_state_times_out() -> None:
         "update in progress",
         False,
     )
+
+
+class FakeAdapter:
+    """The service adapter of a manager whose service moved on once since it was read."""
+
+    def __init__(self, result: UpdateResult) -> None:
+        self.result = result
+        self.sent: list[tuple[int, str, dict[str, str] | None]] = []
+
+    def update_image(self, found: dict[str, Any], image: str, auth: dict[str, str] | None) -> None:
+        self.sent.append((found["Version"]["Index"], image, auth))
+        if len(self.sent) == 1:
+            raise ServiceConflictError("update out of sequence")
+
+    def inspect_service(self, service_id: str) -> dict[str, Any]:
+        moved = service("web")
+        moved["Version"] = {"Index": 8}
+        return moved
+
+    def wait_for_update(self, service_id: str, *, timeout_s: float) -> UpdateResult:
+        return self.result
+
+
+class FakeCredentials:
+    """Credentials for the test registry only."""
+
+    def lookup(self, registry: str) -> Credentials | None:
+        return Credentials("me", "secret") if registry == "127.0.0.1:5000" else None
+
+
+class FakeEngine:
+    """An engine that answers ``docker info``."""
+
+    host_label = "local"
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+
+def run_for(tmp_path: Path, **environ: str) -> ServiceRun:
+    """A ServiceRun over fakes, with a real state store under ``tmp_path``."""
+    return ServiceRun(
+        engine=FakeEngine(),
+        registry=None,
+        credentials=FakeCredentials(),
+        settings=load_settings(environ=environ),
+        state=StateStore(tmp_path),
+    )
+
+
+def test_update_service_conflict_read_again_sent_once_more_with_credentials(
+    tmp_path: Path,
+) -> None:
+    """A version conflict is read again and sent once more, pinned, with the credentials."""
+    done = UpdateResult("completed", "update completed", f"127.0.0.1:5000/app:1@{NEW}", False)
+    adapter = FakeAdapter(done)
+
+    row = update_service(run_for(tmp_path), adapter, stale_item())
+
+    auth = {"username": "me", "password": "secret"}
+    target = f"127.0.0.1:5000/app:1@{NEW}"
+    assert adapter.sent == [(7, target, auth), (8, target, auth)]
+    assert row.state is State.UPDATED
+
+
+def test_update_service_rolled_back_digest_skipped_next_time(tmp_path: Path) -> None:
+    """A digest Swarm rolled back is remembered: the same digest is skipped, never sent."""
+    rolled = UpdateResult(
+        "rollback_completed", "task t failed", f"127.0.0.1:5000/app:1@{OLD}", True
+    )
+    run = run_for(tmp_path)
+    update_service(run, FakeAdapter(rolled), stale_item())
+    again = FakeAdapter(rolled)
+
+    row = update_service(run, again, stale_item())
+
+    assert (row.state, again.sent) == (State.SKIPPED, [])
+    assert NEW.removeprefix("sha256:")[:12] in (row.reason or "")
+
+
+def test_update_service_monitor_only_label_available_nothing_sent(tmp_path: Path) -> None:
+    """monitor-only on the service's label: ``available``, no update sent."""
+    item = classify_service(service("web", **{"watchkeeper_monitor-only": "true"}))
+    apply_service_answer(item, NEW)
+    adapter = FakeAdapter(UpdateResult("completed", None, "", False))
+
+    row = update_service(run_for(tmp_path), adapter, item)
+
+    assert (row.state, adapter.sent) == (State.AVAILABLE, [])
