@@ -175,3 +175,19 @@ def test_select_without_store_still_filters_within_the_process() -> None:
     first = announcements.select(report_of(available()), "changes")
     assert first.report is not None
     assert announcements.select(report_of(available()), "changes").report is None
+
+
+def test_select_tag_move_announced_once_per_tag(store: StateStore) -> None:
+    """Monitor-only on a tag policy: a newer tag is announced once, whatever its digest does;
+    the next tag is news again."""
+    announcements = Announcements(store)
+
+    def moving(tag: str, digest: str) -> ContainerOutcome:
+        return ContainerOutcome(
+            "api", "acme/api:1.2.3", State.AVAILABLE, new_digest=digest, old_tag="1.2.3",
+            new_tag=tag, host="local",
+        )  # fmt: skip
+
+    assert deliver(announcements, report_of(moving("1.2.4", D2)))
+    assert not deliver(announcements, report_of(moving("1.2.4", D3)))
+    assert deliver(announcements, report_of(moving("1.2.5", D3)))

@@ -309,3 +309,16 @@ def test_message_redacted_masks_secrets_in_every_part() -> None:
     message = Message("key SG.abcdef in subject", "text SG.abcdef", "<p>SG.abcdef a</p>")
     clean = message.redacted(["SG.abcdef", "a"])
     assert clean == Message("key *** in subject", "text ***", "<p>*** a</p>")
+
+
+def test_render_tag_move_shows_the_new_tag_beside_the_image() -> None:
+    """A container a tag policy moved reads ``image → new tag`` in both bodies."""
+    report = make_report(
+        ContainerOutcome(
+            "api", "ghcr.io/acme/api:1.2.3", State.UPDATED, old_digest=OLD, new_digest=NEW,
+            old_tag="1.2.3", new_tag="1.2.4",
+        )
+    )  # fmt: skip
+    message = render_report(report)
+    assert "ghcr.io/acme/api:1.2.3 → 1.2.4" in message.text
+    assert "ghcr.io/acme/api:1.2.3 → 1.2.4" in (message.html or "")

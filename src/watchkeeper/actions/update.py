@@ -57,10 +57,14 @@ def outcome_without_update(item: Watched) -> ContainerOutcome:
     A registry that refused the credentials (or wants some that cannot be had) is ``failed``:
     it will not pass by itself, so it is an error of the run (exit 1, NOTIFY_ON=failures). A
     registry that could not be asked (down, timeout, 5xx) is ``skipped``: the next poll asks
-    again.
+    again. A label of the update rules that cannot be read (``watchkeeper.tag-include=(``) is
+    ``failed`` too, its error naming the label: only its owner can fix it.
     """
     if item.verdict is Verdict.FRESH:
         return outcome_for(item, State.FRESH)
+    if item.verdict is Verdict.ERROR and item.label_error:
+        reason = "a label of the update rules is invalid; container untouched"
+        return outcome_for(item, State.FAILED, error=item.error, reason=reason)
     if item.verdict is Verdict.ERROR and item.auth_failed:
         reason = "the registry refused the credentials; container untouched"
         return outcome_for(item, State.FAILED, error=item.error, reason=reason)
