@@ -231,8 +231,9 @@ def test_wait_for_update_no_final_state_times_out() -> None:
 class FakeAdapter:
     """The service adapter of a manager whose service moved on once since it was read."""
 
-    def __init__(self, result: UpdateResult) -> None:
+    def __init__(self, result: UpdateResult, moved_to: str = f"127.0.0.1:5000/app:1@{OLD}") -> None:
         self.result = result
+        self.moved_to = moved_to
         self.sent: list[tuple[int, str, dict[str, str] | None]] = []
 
     def update_image(self, found: dict[str, Any], image: str, auth: dict[str, str] | None) -> None:
@@ -241,7 +242,7 @@ class FakeAdapter:
             raise ServiceConflictError("update out of sequence")
 
     def inspect_service(self, service_id: str) -> dict[str, Any]:
-        moved = service("web")
+        moved = service("web", self.moved_to)
         moved["Version"] = {"Index": 8}
         return moved
 
@@ -315,3 +316,14 @@ def test_update_service_monitor_only_label_available_nothing_sent(tmp_path: Path
     row = update_service(run_for(tmp_path), adapter, item)
 
     assert (row.state, adapter.sent) == (State.AVAILABLE, [])
+
+
+def test_update_service_conflict_already_on_digest_not_sent_again(tmp_path: Path) -> None:
+    """A service someone moved to the same digest meanwhile gets no second, no-op update."""
+    target = f"127.0.0.1:5000/app:1@{NEW}"
+    adapter = FakeAdapter(UpdateResult("completed", "update completed", target, False), target)
+
+    row = update_service(run_for(tmp_path), adapter, stale_item())
+
+    assert [image for _, image, _ in adapter.sent] == [target]
+    assert row.state is State.UPDATED

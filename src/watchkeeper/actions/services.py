@@ -257,7 +257,8 @@ def update_service(
 
 def _send_and_wait(run: ServiceRun, adapter: SwarmServices, item: WatchedService) -> UpdateResult:
     """One service update to the pinned digest, with the registry's credentials; a service
-    changed since it was read (its version moved) is read again and tried once more.
+    changed since it was read (its version moved) is read again and tried once more, unless
+    it already names that digest.
 
     Raises EngineError, RegistryAuthError (a credential helper failed).
     """
@@ -268,7 +269,10 @@ def _send_and_wait(run: ServiceRun, adapter: SwarmServices, item: WatchedService
     try:
         adapter.update_image(item.service, item.pinned_target, auth)
     except ServiceConflictError:
-        adapter.update_image(adapter.inspect_service(service_id), item.pinned_target, auth)
+        current = adapter.inspect_service(service_id)
+        # Someone else already moved it to this digest: sending it again would redeploy it.
+        if service_image(current) != item.pinned_target:
+            adapter.update_image(current, item.pinned_target, auth)
     log.info(
         "service.update_started",
         service=item.name,
