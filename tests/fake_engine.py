@@ -15,12 +15,19 @@ What the real engine cannot be made to do on demand is the point of it: every ca
 (:attr:`FakeEngine.calls`), any call can fail before or after it took effect
 (:meth:`FakeEngine.fail`, also with a ``BaseException`` that stands for a kill), and a started
 container can exit or turn unhealthy at once (:meth:`FakeEngine.break_on_start`).
+
+Like the engine, it announces its changes as container events (``start``, ``die``, ``stop``,
+``destroy``, ``health_status: ...``) with the fake clock's time, to the gates that
+:meth:`FakeEngine.watch`; :meth:`FakeEngine.set_health` changes a health status from a test,
+announced or (a lost event) not. Calls and test controls hold one lock, so gates in several
+threads may share it.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from watchkeeper.containers.engine import NotFoundError
+from watchkeeper.containers.events import ContainerEvent, EventHub, Subscription
 from watchkeeper.containers.order import NAMESPACE_MODES
 from watchkeeper.containers.recreate import CreateSpec
 from watchkeeper.errors import EngineError
@@ -98,6 +106,11 @@ class FakeEngine:
         self._breakages: list[tuple[Callable[[dict[str, Any]], bool], Breakage]] = []
         self._clock_ns = _START_NS
         self._ids = 0
+        self._lock = threading.RLock()
+        self._quiet = False
+        self._called = threading.Condition(self._lock)
+        # Always live: every change is published as it happens.
+        self.events = EventHub(None, name="fake events")
 
     # -- test controls -------------------------------------------------------------------
 
@@ -164,12 +177,38 @@ class FakeEngine:
 
     def exit(self, id_or_name: str, exit_code: int = 1) -> None:
         """Make a running container exit by itself (not logged)."""
-        container = self._find(id_or_name)
-        self._stopped(container, exit_code)
+        with self._lock:
+            container = self._find(id_or_name)
+            self._stopped(container, exit_code)
+
+    def restart(self, id_or_name: str, *, announce: bool = True) -> None:
+        """Make a running container exit and come back at once, as a restart policy does
+        (not logged): a new ``StartedAt``, the ``die`` and ``start`` events (dropped when not
+        ``announce``, as a stream that broke at that moment would)."""
+        with self._lock:
+            container = self._find(id_or_name)
+            self._quiet = not announce
+            try:
+                self._stopped(container, 1)
+                self._start(container["Id"])
+            finally:
+                self._quiet = False
+
+    def set_health(self, id_or_name: str, status: str, *, announce: bool = True) -> None:
+        """Set a running container's health status (not logged); ``announce`` False drops
+        the ``health_status`` event, as a stream that broke at that moment would."""
+        with self._lock:
+            container = self._find(id_or_name)
+            health = container["State"].setdefault("Health", {"FailingStreak": 0, "Log": []})
+            health["Status"] = status
+            if announce:
+                self._clock_ns += _TICK_NS
+                self._announce(container, f"health_status: {status}")
 
     def inspect(self, id_or_name: str) -> dict[str, Any]:
         """An inspect that is not logged and cannot fail: for the test's own assertions."""
-        return copy.deepcopy(self._find(id_or_name))
+        with self._lock:
+            return copy.deepcopy(self._find(id_or_name))
 
     def names(self) -> dict[str, str]:
         """Every container's name -> ID."""
@@ -181,9 +220,19 @@ class FakeEngine:
 
     def calls_of(self, method: str) -> list[Call]:
         """Every call of ``method``, in order."""
-        return [call for call in self.calls if call.method == method]
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    def wait_for_calls(self, method: str, count: int, timeout_s: float = 10.0) -> None:
+        """Block until ``method`` was called ``count`` times (another thread calls it)."""
+        with self._called:
+            if not self._called.wait_for(lambda: len(self.calls_of(method)) >= count, timeout_s):
+                raise AssertionError(f"{method} called {len(self.calls_of(method))} times")
 
     # -- EngineCalls ---------------------------------------------------------------------
+
+    def watch(self, container_id: str) -> Subscription:
+        return self.events.subscribe(container_id)
 
     def list_containers(self, *, all: bool) -> list[dict[str, Any]]:
         with self._call("list_containers", all=all):
@@ -234,6 +283,7 @@ class FakeEngine:
                     "container before attempting removal or force remove"
                 )
             del self.containers[container["Id"]]
+            self._announce(container, "destroy")
 
     def container_logs(self, container_id: str, *, tail: int) -> list[str]:
         with self._call("container_logs", container_id, tail=tail):
@@ -245,15 +295,22 @@ class FakeEngine:
     @contextmanager
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Iterator[None]:
         """Log the call and apply the faults that match it: before its effect, or after."""
-        call = Call(method, args, kwargs)
-        self.calls.append(call)
-        tripped = [fault for fault in self.faults if fault.trips(call)]
-        early = [fault for fault in tripped if not fault.after]
-        if early:
-            raise early[0].error
-        yield
-        if tripped:
-            raise tripped[0].error
+        with self._lock:
+            call = Call(method, args, kwargs)
+            self.calls.append(call)
+            self._called.notify_all()
+            tripped = [fault for fault in self.faults if fault.trips(call)]
+            early = [fault for fault in tripped if not fault.after]
+            if early:
+                raise early[0].error
+            yield
+            if tripped:
+                raise tripped[0].error
+
+    def _announce(self, container: dict[str, Any], action: str, **attributes: str) -> None:
+        """Publish a container event at the fake clock's current instant."""
+        if not self._quiet:
+            self.events.publish(ContainerEvent(container["Id"], action, self._clock_ns, attributes))
 
     def _tick(self) -> str:
         """The fake clock's next instant, formatted as the engine does (Go's RFC3339Nano)."""
@@ -344,9 +401,11 @@ class FakeEngine:
         state.update(Status="running", Running=True, Pid=1000 + self._ids, ExitCode=0)
         state["StartedAt"] = self._tick()
         state.pop("Health", None)
+        self._announce(container, "start")
         check = container["Config"].get("Healthcheck") or {}
         if (check.get("Test") or ["NONE"])[0] != "NONE":
             state["Health"] = {"Status": "healthy", "FailingStreak": 0, "Log": []}
+            self._announce(container, "health_status: healthy")
         self.logs[container["Id"]].append(f"{_name(container)} started")
         for when, how in self._breakages:
             if not when(copy.deepcopy(container)):
@@ -360,11 +419,14 @@ class FakeEngine:
                     "FailingStreak": 3,
                     "Log": [{"ExitCode": 1, "Output": "probe failed"}],
                 }
+                self._announce(container, "health_status: unhealthy")
 
     def _stopped(self, container: dict[str, Any], exit_code: int) -> None:
         """Mark a container exited now."""
         container["State"].update(Status="exited", Running=False, Pid=0, ExitCode=exit_code)
         container["State"]["FinishedAt"] = self._tick()
+        self._announce(container, "die", exitCode=str(exit_code))
+        self._announce(container, "stop")
 
 
 def _name(container: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from watchkeeper.containers.events import Subscription
 from watchkeeper.containers.recreate import CreateSpec
 
 
@@ -40,3 +41,11 @@ class EngineCalls(Protocol):
     def remove_container(self, container_id: str, *, force: bool) -> None: ...
 
     def container_logs(self, container_id: str, *, tail: int) -> list[str]: ...
+
+    def watch(self, container_id: str) -> Subscription:
+        """The container's events from now on (the health gate sleeps on them); never raises.
+
+        An engine without an event stream hands out a subscription that is not ``live``: the
+        gate then polls.
+        """
+        ...

@@ -11,6 +11,7 @@ not know about is lost between the inspect of the old container and its replacem
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -24,10 +25,12 @@ from urllib.parse import urlparse
 import docker
 import docker.auth
 import docker.errors
+import docker.types
 import requests.exceptions
 import structlog
 import urllib3.exceptions
 
+from watchkeeper.containers.events import EventHub, Subscription
 from watchkeeper.containers.recreate import CreateSpec, parse_api_version, unplanned_image
 from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
 
@@ -43,6 +46,14 @@ _KILL_WAIT_S = 15.0
 _STOP_SIGNAL_API = (1, 42)
 # DOCKER_API_VERSION older than this is ignored: the recreate rules are tested from 1.41 on.
 _OLDEST_PINNED_API = (1, 41)
+# The container events the health gate follows (``health_status`` matches every status).
+_GATE_EVENTS = {
+    "type": ["container"],
+    "event": ["start", "restart", "die", "stop", "destroy", "health_status"],
+}
+# The event stream's read timeout: a quiet stream ends after it and is opened again, so a
+# connection that died without a word (a remote engine's host gone) is noticed, not waited on.
+_EVENTS_READ_TIMEOUT_S = 30.0
 
 log = structlog.get_logger()
 
@@ -102,6 +113,8 @@ class Engine:
         self.host_label: str = _host_label(base_url or os.environ.get("DOCKER_HOST"), info)
         # The engine's own identity (``docker info`` ``ID``): two URLs of one engine share it.
         self._engine_id = str(info.get("ID") or self.host_label)
+        # One event stream for every health gate of this engine, opened at the first gate.
+        self._events = EventHub(self._open_events, name=f"events {self.host_label}")
 
     @classmethod
     def connect(
@@ -144,8 +157,39 @@ class Engine:
         return self._api
 
     def close(self) -> None:
-        """Close the HTTP connections; the engine itself is not touched."""
+        """Close the event stream and the HTTP connections; the engine itself is not touched."""
+        self._events.close()
         self._client.close()
+
+    def watch(self, container_id: str) -> Subscription:
+        """The events of container ``container_id`` (a full ID) from now on; never raises.
+
+        Every gate of this engine shares one ``/events`` stream, opened by the first call
+        in a daemon thread (:class:`~watchkeeper.containers.events.EventHub`).
+        """
+        return self._events.subscribe(container_id)
+
+    def _open_events(self) -> _EngineEvents:
+        """Open ``GET /events`` for the gate's container events. Raises EngineError.
+
+        docker-py's ``events()`` reads without a timeout, so a dead connection would never
+        end the stream; here the read times out after ``_EVENTS_READ_TIMEOUT_S`` of quiet.
+        """
+        params = {"filters": json.dumps(_GATE_EVENTS)}
+        with _translated("open the event stream"):
+            response = self._api._get(
+                self._api._url("/events"),
+                params=params,
+                stream=True,
+                timeout=(self._timeout, _EVENTS_READ_TIMEOUT_S),
+            )
+            try:
+                self._api._raise_for_status(response)
+            except _TRANSLATED:
+                response.close()
+                raise
+            messages = self._api._stream_helper(response, decode=True)
+        return _EngineEvents(response, messages)
 
     def info(self) -> dict[str, Any]:
         """``docker info``. Raises EngineError."""
@@ -394,6 +438,42 @@ class Engine:
             box["output"] = raw.decode("utf-8", errors="replace") if raw else ""
         except (*_TRANSLATED, OSError) as exc:  # the raw socket read raises plain OSErrors
             box["error"] = exc
+
+
+class _EngineEvents:
+    """An open ``/events`` response: decoded messages, errors translated.
+
+    A read timeout (nothing happened for a while) or a close from another thread ends the
+    iteration; anything else (a broken connection, an undecodable message) raises
+    EngineError, so the reader thread reopens the stream instead of dying.
+    """
+
+    def __init__(self, response: Any, messages: Iterator[Any]) -> None:
+        self._response = response
+        self._messages = messages
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            try:
+                message = next(self._messages)
+            except StopIteration:
+                return
+            except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+                return
+            except Exception as exc:  # http.client fails in many ways on a socket shut under it
+                if self._closed:
+                    return
+                raise EngineError(f"read the event stream: {_explain(exc)}") from exc
+            yield message
+
+    def close(self) -> None:
+        """Shut the socket down, which wakes a reader blocked on it; idempotent."""
+        self._closed = True
+        with contextlib.suppress(*_TRANSLATED, OSError):
+            docker.types.CancellableStream(self._messages, self._response).close()
+        with contextlib.suppress(*_TRANSLATED, OSError):
+            self._response.close()
 
 
 def _pinned_client(client: Any, wanted: str, environment: dict[str, str], timeout: float) -> Any:
