@@ -213,7 +213,7 @@ def _log_swap_outcome(row: ContainerOutcome, move: Move, result: GroupResult) ->
 
 def _note_old_image_and_run_post_update(ctx: UpdateContext, target: Target, move: Move) -> None:
     """After an update: the old image becomes a cleanup candidate; ``post-update`` runs."""
-    ctx.old_images.add(target.item.image_id)
+    ctx.note_old_image(target.item.image_id)
     if ctx.settings.lifecycle_hooks and move.new_id is not None:
         _run_post_update_hook(ctx.engine, move.new_id)
 

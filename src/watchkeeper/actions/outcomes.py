@@ -51,11 +51,21 @@ class UpdateContext:
     stop: threading.Event = field(default_factory=threading.Event)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     old_images: set[str] = field(default_factory=set)
+    # Groups swap in several threads (UPDATE_CONCURRENCY): each notes its old images here.
+    _old_images_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def names_by_id(self) -> dict[str, str]:
         """Container ID -> name at the start of the run (pins ``container:`` modes by name)."""
         return {c["Id"]: container_name(c) for c in self.snapshots}
+
+    def note_old_image(self, image_id: str) -> None:
+        """Note a replaced image for cleanup; safe from the threads of groups swapping at once
+        (the state store, the other thing they write, has its own lock)."""
+        with self._old_images_lock:
+            self.old_images.add(image_id)
 
 
 @dataclass(frozen=True)

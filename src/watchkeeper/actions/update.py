@@ -6,16 +6,19 @@ Order of one engine's update, and why:
    failed or was rolled back before and is still the registry's (``skipped``, not tried again
    until the registry moves on: :mod:`actions.outcomes` says which failures are remembered),
    containers in a dependency cycle (``skipped``);
-2. each remaining image is pulled once (or, with NO_PULL, taken from the local tag); a failed
-   pull, or registry credentials that cannot be had for it (a failing credential helper), fails
-   its containers and leaves them untouched, and the next poll tries again; an unchanged image
-   ID means nothing to do;
-3. ``pre-update`` hooks (LIFECYCLE_HOOKS) run just before the swaps: exit 75 skips the container
-   this run, another non-zero exit fails it untouched (tried again next poll);
-4. the stale containers are planned into groups with their dependents (:mod:`containers.order`)
-   and the groups are swapped one after another (:mod:`actions.groups`), each container gated
-   before the next one starts, with rollback — ROLLING_RESTART's one-at-a-time is the default,
-   and the setting is accepted for Watchtower users;
+2. the remaining stale containers are planned into groups with their dependents
+   (:mod:`containers.order`); groups share no container, so they cannot affect each other;
+3. each image is pulled once (or, with NO_PULL, taken from the local tag), in the background, in
+   the order the groups need them, at most two at a time per registry (:mod:`actions.parallel`);
+   a failed pull, or registry credentials that cannot be had for it (a failing credential
+   helper), fails its containers and leaves them untouched, and the next poll tries again; an
+   unchanged image ID means nothing to do;
+4. the groups are swapped side by side, UPDATE_CONCURRENCY at a time (1 with ROLLING_RESTART),
+   each as soon as every image it needs is pulled: ``pre-update`` hooks (LIFECYCLE_HOOKS) run
+   just before its swap (exit 75 skips the container this run, another non-zero exit fails it
+   untouched, tried again next poll), then :mod:`actions.groups` swaps it, each container gated
+   before the next one of its group starts, with a rollback of that group only; once shutdown
+   began, no group starts;
 5. old images are removed by ID and without force, after every swap of the run.
 
 One container's failure is an outcome, never an exception that ends the run.
@@ -23,7 +26,7 @@ One container's failure is an outcome, never an exception that ends the run.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,17 +41,23 @@ from watchkeeper.actions.outcomes import (
     log_outcome,
     outcome_for,
 )
+from watchkeeper.actions.parallel import Pulls, background_pulls, run_side_by_side
 from watchkeeper.actions.policy import monitor_only, no_pull
 from watchkeeper.containers.hooks import run_hook
-from watchkeeper.containers.order import DependencyGraph, cycle_reason, plan_groups
+from watchkeeper.containers.order import DependencyGraph, Planned, cycle_reason, plan_groups
 from watchkeeper.errors import EngineError, RegistryAuthError
 from watchkeeper.labels import read_bool_label
 from watchkeeper.registry.auth import to_docker_auth_config
 from watchkeeper.report import ContainerOutcome, State
+from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
 
 __all__ = ["UpdateContext", "outcome_without_update", "update_stale"]
+
+# What a background pull gives a group: the new image, why it could not be had, or None when
+# shutdown began first.
+_Pulled = dict[str, Any] | EngineError | RegistryAuthError | None
 
 
 def outcome_without_update(item: Watched) -> ContainerOutcome:
@@ -74,28 +83,97 @@ def outcome_without_update(item: Watched) -> ContainerOutcome:
 
 
 def update_stale(ctx: UpdateContext, watched: Sequence[Watched]) -> list[ContainerOutcome]:
-    """Update every stale container; return one outcome per stale container."""
+    """Update every stale container; return one outcome per stale container.
+
+    Rows come settled ones first, then each group's in plan order (never in the order the
+    groups finished), so a report reads the same from one run to the next.
+    """
     graph = DependencyGraph(ctx.snapshots)
     outcomes: list[ContainerOutcome] = []
-    pending = []
+    pending: dict[str, Watched] = {}
     for item in watched:
         settled = _settled_without_pull(ctx, graph, item)
         if settled is None:
-            pending.append(item)
+            pending[str(item.container["Id"])] = item
         else:
             log_outcome(settled)
             outcomes.append(settled)
-    targets = _prepare_targets(ctx, pending, outcomes)
-    plan = plan_groups(
-        graph,
-        targets,
-        excluded=[c["Id"] for c in ctx.snapshots if read_bool_label(c, "enable") is False],
-    )
+    excluded = [c["Id"] for c in ctx.snapshots if read_bool_label(c, "enable") is False]
+    plan = plan_groups(graph, pending, excluded=excluded)
     for cid, reason in plan.left_out.items():
         log.info("container.skipped", container=graph.name(cid), reason=reason)
-    for group in plan.groups:
-        outcomes += update_group(ctx, group, targets)
+    first_of_image: dict[str, Watched] = {}
+    for item in pending.values():
+        first_of_image.setdefault(item.pull_ref, item)
+    with background_pulls(lambda ref: _pulled(ctx, first_of_image[ref])) as pulls:
+        for group in plan.groups:
+            for item in (pending[p.container_id] for p in group if p.target):
+                pulls.submit(item.pull_ref, _registry_of(item))
+        jobs = [
+            functools.partial(_update_planned, ctx, graph, group, pending, pulls, excluded)
+            for group in plan.groups
+        ]
+        for rows in run_side_by_side(jobs, _concurrency(ctx.settings)):
+            outcomes += rows
     remove_old_images(ctx)
+    return outcomes
+
+
+def _concurrency(settings: Settings) -> int:
+    """How many groups swap at once: UPDATE_CONCURRENCY, or 1 with ROLLING_RESTART (whoever
+    set Watchtower's rolling restart asked for one container at a time)."""
+    return 1 if settings.rolling_restart else settings.update_concurrency
+
+
+def _registry_of(item: Watched) -> str:
+    """The registry an image is pulled from (its pulls share that registry's slots)."""
+    return item.reference.registry if item.reference is not None else item.image_ref
+
+
+def _pulled(ctx: UpdateContext, item: Watched) -> _Pulled:
+    """The new image of ``item``'s reference, the error that stopped its pull (logged), or
+    None when shutdown began before the pull did. Raises nothing it can foresee."""
+    if ctx.stop.is_set():
+        return None
+    try:
+        return _new_image(ctx, item)
+    except (EngineError, RegistryAuthError) as exc:
+        log.error("image.pull_failed", image=item.pull_ref, error=str(exc))
+        return exc
+
+
+def _update_planned(
+    ctx: UpdateContext,
+    graph: DependencyGraph,
+    group: list[Planned],
+    pending: dict[str, Watched],
+    pulls: Pulls[_Pulled],
+    excluded: list[str],
+) -> list[ContainerOutcome]:
+    """One planned group, once every image it needs is pulled: its rows.
+
+    A target whose pull failed or whose image did not change leaves the group, and so may the
+    dependents that only followed it: what is left is planned again, and swapped.
+    """
+    items = [pending[p.container_id] for p in group if p.target]
+    images = {item.pull_ref: pulls.wait(item.pull_ref) for item in items}
+    if ctx.stop.is_set():
+        return [outcome_for(item, State.SKIPPED, reason="shutting down") for item in items]
+    outcomes: list[ContainerOutcome] = []
+    targets: dict[str, Target] = {}
+    for item in items:
+        new_image = images[item.pull_ref]
+        if isinstance(new_image, Exception) or new_image is None:
+            outcomes.append(_pull_failed_outcome(item, new_image))
+        elif item.image_id == new_image["Id"] and item.new_tag is None:
+            # A new index whose manifest for this platform did not change: nothing to do.
+            outcomes.append(outcome_for(item, State.FRESH, new_image=new_image))
+        else:
+            targets[str(item.container["Id"])] = Target(item, new_image)
+    if ctx.settings.lifecycle_hooks:
+        _run_pre_update_hooks(ctx, targets, outcomes)
+    for part in plan_groups(graph, targets, excluded=excluded).groups:
+        outcomes += update_group(ctx, part, targets)
     return outcomes
 
 
@@ -119,38 +197,10 @@ def _settled_without_pull(
     return None
 
 
-def _prepare_targets(
-    ctx: UpdateContext, pending: list[Watched], outcomes: list[ContainerOutcome]
-) -> dict[str, Target]:
-    """Pull each image once and run the pre-update hooks; return the containers to update.
-
-    Containers whose pull or hook failed, or whose image did not change, get their outcome
-    in ``outcomes`` instead (logged); none of these failures is remembered.
-    """
-    by_image: dict[str, list[Watched]] = defaultdict(list)
-    for item in pending:
-        by_image[item.pull_ref].append(item)
-    targets: dict[str, Target] = {}
-    for image_ref, items in by_image.items():
-        try:
-            new_image = _new_image(ctx, items[0])
-        except (EngineError, RegistryAuthError) as exc:
-            log.error("image.pull_failed", image=image_ref, error=str(exc))
-            outcomes += [_pull_failed_outcome(item, exc) for item in items]
-            continue
-        for item in items:
-            if item.image_id == new_image["Id"] and item.new_tag is None:
-                # A new index whose manifest for this platform did not change: nothing to do.
-                outcomes.append(outcome_for(item, State.FRESH, new_image=new_image))
-            else:
-                targets[str(item.container["Id"])] = Target(item, new_image)
-    if ctx.settings.lifecycle_hooks:
-        _run_pre_update_hooks(ctx, targets, outcomes)
-    return targets
-
-
-def _pull_failed_outcome(item: Watched, exc: Exception) -> ContainerOutcome:
+def _pull_failed_outcome(item: Watched, exc: Exception | None) -> ContainerOutcome:
     """The logged ``failed`` row of a container whose new image could not be had."""
+    if exc is None:
+        exc = EngineError("the pull did not complete")
     if isinstance(exc, RegistryAuthError):
         reason = "registry credentials could not be had for the pull; container untouched"
         outcome = outcome_for(item, State.FAILED, error=f"pull failed: {exc}", reason=reason)

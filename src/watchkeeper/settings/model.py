@@ -132,10 +132,16 @@ class Settings(BaseSettings):
         "WATCHTOWER_TIMEOUT",
         ge=0,
     )
+    update_concurrency: int = setting(
+        8,
+        "how many independent groups (a container and those depending on it) of one engine "
+        "are swapped at the same time, each with its own health gate and rollback",
+        ge=1,
+        le=64,
+    )
     rolling_restart: bool = setting(
         False,
-        "accepted for Watchtower: updates always go one container (or dependency group) at a "
-        "time, each gated by its health",
+        "one group at a time (UPDATE_CONCURRENCY=1), each container gated by its health",
         "WATCHTOWER_ROLLING_RESTART",
     )
     rollback: bool = setting(True, "restore the old container when the new one fails")
