@@ -16,8 +16,10 @@ from watchkeeper.actions.services import (
     classify_service,
     row_after_update,
     select_services,
+    service_row,
     update_service,
 )
+from watchkeeper.notify.render import build_row
 from watchkeeper.registry.auth import Credentials
 from watchkeeper.report import State
 from watchkeeper.settings import load_settings
@@ -175,6 +177,13 @@ class StubApi:
         self.image = image
         self.inspected = 0
 
+    def tasks(self, filters: dict[str, str]) -> list[dict[str, Any]]:
+        return [
+            {"ID": "t" * 25, "Status": {"State": "failed", "Err": "task: non-zero exit (1)",
+                                        "Timestamp": "2026-12-02T21:00:02Z"}},
+            {"ID": "o" * 25, "Status": {"State": "running", "Timestamp": "2026-12-02T21:00:03Z"}},
+        ]  # fmt: skip
+
     def inspect_service(self, service_id: str) -> dict[str, Any]:
         status = self.statuses[min(self.inspected, len(self.statuses) - 1)]
         self.inspected += 1
@@ -327,3 +336,26 @@ def test_update_service_conflict_already_on_digest_not_sent_again(tmp_path: Path
 
     assert [image for _, image, _ in adapter.sent] == [target]
     assert row.state is State.UPDATED
+
+
+def test_mail_row_names_service_and_replicas() -> None:
+    """In the mail a service's row says it is a service, with its replicas."""
+    item = stale_item()
+    row = row_after_update(item, UpdateResult("completed", None, item.pinned_target, False))
+    global_row = service_row(classify_service(service("agent", mode={"Global": {}})), State.FRESH)
+
+    assert build_row(row).name == "web (service, 2 replicas)"
+    assert build_row(global_row).name == "agent (service, global)"
+
+
+def test_wait_for_update_quick_rollback_reason_from_failed_task() -> None:
+    """A rollback whose start was not seen takes its reason from the newest failed task."""
+    result = wait(
+        [
+            {"State": "updating", "Message": "update in progress"},
+            {"State": "rollback_completed", "Message": "rollback completed"},
+        ]
+    )
+
+    assert (result.state, result.rolled_back) == ("rollback_completed", True)
+    assert result.message == "rollback completed; task tttttttttttt: task: non-zero exit (1)"

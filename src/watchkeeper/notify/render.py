@@ -93,7 +93,7 @@ def format_duration(seconds: float) -> str:
 def build_row(outcome: ContainerOutcome) -> Row:
     """The display-ready cells of one container's outcome."""
     return Row(
-        name=outcome.name,
+        name=describe_name(outcome),
         image=describe_image(outcome),
         old_digest=short_digest(outcome.old_digest),
         new_digest=short_digest(outcome.new_digest),
@@ -107,6 +107,16 @@ def build_row(outcome: ContainerOutcome) -> Row:
         old_tag=outcome.old_tag or "",
         new_tag=outcome.new_tag or "",
     )
+
+
+def describe_name(outcome: ContainerOutcome) -> str:
+    """The container's name; a Swarm service's says so: ``web (service, 2 replicas)``."""
+    if outcome.kind != "service":
+        return outcome.name
+    if outcome.replicas == "global":
+        return f"{outcome.name} (service, global)"
+    count = outcome.replicas
+    return f"{outcome.name} (service, {count} replica{'' if count == 1 else 's'})"
 
 
 def describe_image(outcome: ContainerOutcome) -> str:

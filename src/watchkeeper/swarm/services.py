@@ -28,6 +28,8 @@ _TRANSLATED = (docker.errors.DockerException, requests.exceptions.RequestExcepti
 # UpdateStatus states after which Swarm does nothing more on its own.
 _FINAL_STATES = frozenset({"completed", "paused", "rollback_completed", "rollback_paused"})
 _POLL_S = 0.5
+# Task states that mean its container failed or could not be started (image, pull, exit).
+_FAILED_TASKS = frozenset({"failed", "rejected"})
 
 
 class ServiceConflictError(EngineError):
@@ -153,6 +155,20 @@ class SwarmServices:
             )
             self._api._raise_for_status(response)
 
+    def last_task_failure(self, service_id: str) -> str | None:
+        """What the service's newest failed task said (``task X: task: non-zero exit (1)``).
+
+        Raises EngineError.
+        """
+        with _translated(f"tasks of service {service_id}"):
+            tasks = self._api.tasks(filters={"service": service_id})
+        failed = [t for t in tasks if (t.get("Status") or {}).get("State") in _FAILED_TASKS]
+        if not failed:
+            return None
+        newest = max(failed, key=lambda t: str(t["Status"].get("Timestamp") or ""))
+        status = newest["Status"]
+        return f"task {str(newest.get('ID'))[:12]}: {status.get('Err') or status.get('Message')}"
+
     def wait_for_update(
         self,
         service_id: str,
@@ -174,12 +190,16 @@ class SwarmServices:
             service = self.inspect_service(service_id)
             status = service.get("UpdateStatus") or {}
             state = str(status.get("State") or "")
-            if state.startswith("rollback") and not rolled_back:
-                # The first rollback message says why ("... due to failure of task X"); the
-                # last one only "rollback completed".
-                rolled_back, why = True, status.get("Message") or None
+            if state.startswith("rollback"):
+                rolled_back = True
+                # rollback_started says why ("... due to failure of task X"); the end of the
+                # rollback only "rollback completed".
+                if state == "rollback_started" and why is None:
+                    why = status.get("Message") or None
             message = why or status.get("Message") or None
             if state in _FINAL_STATES:
+                if rolled_back and why is None:  # a quick rollback, its start not seen
+                    message = "; ".join(filter(None, [message, self.last_task_failure(service_id)]))
                 return UpdateResult(state, message, service_image(service), rolled_back)
             if clock() >= deadline:
                 return UpdateResult("timeout", message, service_image(service), rolled_back)
