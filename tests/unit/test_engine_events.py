@@ -2,7 +2,8 @@
 
 Each stream hands out the messages a test puts in it and ends (the engine closed it, or its
 read timeout passed) or breaks when told to; the hub must dispatch, reopen and resync, and
-end its named daemon thread at close.
+end its named daemon thread at close. The engine's own stream (``engine.EngineEvents``) must
+end on its read timeout and translate a broken connection.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import urllib3.exceptions
 
+from watchkeeper.containers.engine import EngineEvents
 from watchkeeper.containers.events import RESYNC, ContainerEvent, EventHub, Subscription
 from watchkeeper.errors import EngineError
 
@@ -227,3 +230,43 @@ def test_container_event_health_and_kind_from_action() -> None:
     event = ContainerEvent("c1", "health_status: healthy", 1)
     assert (event.kind, event.health) == ("health_status", "healthy")
     assert ContainerEvent("c1", "die", 1).health is None
+
+
+class _Response:
+    """A response whose socket is already gone: closing it is a no-op."""
+
+    def close(self) -> None:
+        return None
+
+
+def _messages(*items: Any) -> Iterator[Any]:
+    """Decoded messages, then a raise when an item is an exception."""
+    for item in items:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def test_engine_events_read_timeout_ends_stream_quietly() -> None:
+    """The stream's read timeout (a quiet engine) ends the iteration: the hub reopens it."""
+    timeout = urllib3.exceptions.ReadTimeoutError(None, "/events", "Read timed out.")  # type: ignore[arg-type]
+    stream = EngineEvents(_Response(), _messages({"a": 1}, timeout))
+
+    assert list(stream) == [{"a": 1}]
+
+
+def test_engine_events_broken_connection_raises_engine_error() -> None:
+    """A connection broken mid-stream is an EngineError (translated), which the hub logs."""
+    broken = urllib3.exceptions.ProtocolError("Connection broken")
+    stream = EngineEvents(_Response(), _messages(broken))
+
+    with pytest.raises(EngineError, match="read the event stream"):
+        list(stream)
+
+
+def test_engine_events_failure_after_close_ends_quietly() -> None:
+    """Whatever the socket raises once close() shut it down ends the iteration."""
+    stream = EngineEvents(_Response(), _messages(AttributeError("fp is None")))
+    stream.close()
+
+    assert list(stream) == []

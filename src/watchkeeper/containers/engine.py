@@ -169,7 +169,7 @@ class Engine:
         """
         return self._events.subscribe(container_id)
 
-    def _open_events(self) -> _EngineEvents:
+    def _open_events(self) -> EngineEvents:
         """Open ``GET /events`` for the gate's container events. Raises EngineError.
 
         docker-py's ``events()`` reads without a timeout, so a dead connection would never
@@ -189,7 +189,7 @@ class Engine:
                 response.close()
                 raise
             messages = self._api._stream_helper(response, decode=True)
-        return _EngineEvents(response, messages)
+        return EngineEvents(response, messages)
 
     def info(self) -> dict[str, Any]:
         """``docker info``. Raises EngineError."""
@@ -440,7 +440,7 @@ class Engine:
             box["error"] = exc
 
 
-class _EngineEvents:
+class EngineEvents:
     """An open ``/events`` response: decoded messages, errors translated.
 
     A read timeout (nothing happened for a while) or a close from another thread ends the
@@ -470,9 +470,10 @@ class _EngineEvents:
     def close(self) -> None:
         """Shut the socket down, which wakes a reader blocked on it; idempotent."""
         self._closed = True
-        with contextlib.suppress(*_TRANSLATED, OSError):
+        # A response already closed has no socket left to find: nothing to shut then.
+        with contextlib.suppress(Exception):
             docker.types.CancellableStream(self._messages, self._response).close()
-        with contextlib.suppress(*_TRANSLATED, OSError):
+        with contextlib.suppress(Exception):
             self._response.close()
 
 
