@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import structlog
 
 from watchkeeper.actions.check import Watched, check_containers
+from watchkeeper.actions.run import connect_engine
 from watchkeeper.actions.select import select_containers
 from watchkeeper.actions.services import check_only, check_row_of
 from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.api.listen import parse_listen
+from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.daemon import (
     HEARTBEAT_EVERY_S,
     Runner,
@@ -28,11 +31,12 @@ from watchkeeper.daemon import (
     serve,
     shutdown_signals,
 )
-from watchkeeper.errors import ConfigError
+from watchkeeper.errors import ConfigError, EngineError, EngineUnreachableError
 from watchkeeper.locks import LockBusyError
 from watchkeeper.notify.channels import build_notifiers
 from watchkeeper.notify.render import render_plain
 from watchkeeper.notify.service import Notifications
+from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
@@ -81,28 +85,48 @@ def daemon(settings: Settings, names: Sequence[str]) -> int:
 
 
 def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
-    """Dry run: print every watched container's verdict; exit 1 when a registry failed."""
-    engines, _, registry = connect(settings)
-    rows: list[Watched] = []
-    services: list[dict[str, str | None]] = []
-    for engine in engines:
-        selected, _ = select_containers(engine.list_containers(all=True), settings, names)
-        watched = check_containers(engine, registry, selected, no_pull=settings.no_pull)
-        apply_update_rules(watched, registry, settings)
-        rows += watched
-        # A Swarm manager's services (README, "Swarm"), in the same columns.
-        services += [check_row_of(s) for s in check_only(engine, registry, settings, names)]
-    table = [check_row(w) for w in rows] + [{**dict.fromkeys(TABLE_COLUMNS), **s} for s in services]
+    """Dry run: every watched container's verdict, engines in parallel (HOST_CONCURRENCY).
+
+    Exit 1 when a registry or an engine failed (an engine that does not answer is one row
+    in ``error``); EngineUnreachableError (exit 3) only when no engine answers.
+    """
+    handles, _, registry = connect(settings)
+    workers = min(settings.host_concurrency, len(handles))
+    with registry.shared_run(), ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda h: _check_engine(h, registry, settings, names), handles))
+    rows = [row for part in parts for row in part]
     if as_json:
-        print(json.dumps(table))
+        print(json.dumps(rows))
     else:
-        print(format_table(table))
-    return 1 if any(row["verdict"] == "error" for row in table) else 0
+        print(format_table(rows))
+    return 1 if any(row["verdict"] == "error" for row in rows) else 0
 
 
-def check_row(item: Watched) -> dict[str, str | None]:
+def _check_engine(
+    handle: EngineHandle, registry: RegistryClient, settings: Settings, names: Sequence[str]
+) -> list[dict[str, str | None]]:
+    """The ``check`` rows of one engine; one ``error`` row when it cannot be listed."""
+    try:
+        engine = connect_engine(handle)
+        selected, _ = select_containers(engine.list_containers(all=True), settings, names)
+        # A Swarm manager's services (README, "Swarm"), in the same columns.
+        services = [check_row_of(s) for s in check_only(engine, registry, settings, names)]
+    except (EngineUnreachableError, EngineError) as exc:
+        handle.drop()
+        return [{**dict.fromkeys(TABLE_COLUMNS), "engine": handle.name, "verdict": "error",
+                 "error": str(exc)}]  # fmt: skip
+    watched = check_containers(engine, registry, selected, no_pull=settings.no_pull)
+    apply_update_rules(watched, registry, settings)
+    return [check_row(w, handle.name) for w in watched] + [
+        {**dict.fromkeys(TABLE_COLUMNS), **s, "engine": handle.name} for s in services
+    ]
+
+
+def check_row(item: Watched, engine: str | None = None) -> dict[str, str | None]:
     """One line of ``check`` output."""
     return {
+        "engine": engine,
+        "kind": "container",
         "container": item.name,
         "image": item.image_ref,
         "local_digest": item.local_digest,
@@ -118,6 +142,7 @@ def check_row(item: Watched) -> dict[str, str | None]:
 
 
 TABLE_COLUMNS = {
+    "engine": "ENGINE",
     "container": "CONTAINER",
     "image": "IMAGE",
     "local_digest": "LOCAL DIGEST",

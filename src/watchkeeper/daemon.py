@@ -18,24 +18,25 @@ than MAX_RUN_TIME (a hook that never returns) makes the daemon unhealthy (``run.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from watchkeeper import __version__
-from watchkeeper.actions.recover import prepare_services
-from watchkeeper.actions.run import Services, run_once
+from watchkeeper.actions.run import Services, connect_engine, recover_engines, run_once
 from watchkeeper.api.app import ApiServer, create_app
 from watchkeeper.api.listen import parse_listen
 from watchkeeper.api.routes import ApiBackend, DaemonStatus
-from watchkeeper.containers.engine import Engine
-from watchkeeper.errors import ConfigError
-from watchkeeper.locks import LockBusyError, engine_locks
+from watchkeeper.containers.endpoints import EngineHandle
+from watchkeeper.containers.engine import Engine, TlsFiles
+from watchkeeper.errors import ConfigError, EngineUnreachableError
 from watchkeeper.metrics import Metrics
 from watchkeeper.notify.service import Notifications
 from watchkeeper.registry.auth import CredentialStore
@@ -43,6 +44,7 @@ from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.report import Report
 from watchkeeper.scheduler import RunQueue, Schedule
 from watchkeeper.settings import Settings
+from watchkeeper.settings.values import DEFAULT_SOCKET_URL, engine_entries
 from watchkeeper.state import StateStore
 
 log = structlog.get_logger()
@@ -56,8 +58,8 @@ def build_services(settings: Settings) -> Services:
 
     The one place a StateStore is built: one per state file, shared by the update path
     (failed digests) and the notifications (announced ones); two stores of one file would each
-    keep their own memory of it. Raises EngineUnreachableError when an engine cannot be reached
-    (nothing is touched then).
+    keep their own memory of it. Raises EngineUnreachableError when no engine answers (nothing
+    is touched then).
     """
     engines, credentials, registry = connect(settings)
     return Services(
@@ -70,13 +72,20 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def connect(settings: Settings) -> tuple[list[Engine], CredentialStore, RegistryClient]:
-    """Connect to every engine and build the registry client (all that ``check`` needs).
+def connect(settings: Settings) -> tuple[list[EngineHandle], CredentialStore, RegistryClient]:
+    """Reach every engine (in parallel) and build the one registry client they all share.
 
-    Raises EngineUnreachableError when an engine cannot be reached (nothing is touched then).
+    An engine that does not answer is logged (``engine.unreachable``) and kept, to be tried
+    again at each run. Raises EngineUnreachableError when none answers (nothing is touched).
     """
-    urls: list[str | None] = list(settings.docker_hosts) or [None]
-    engines = [Engine.connect(url, api_version=settings.docker_api_version) for url in urls]
+    handles = engine_handles(settings)
+    workers = min(settings.host_concurrency, len(handles))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine") as pool:
+        answers = list(pool.map(_try_connect, handles))
+    engines = [engine for engine in answers if engine is not None]
+    if not engines:
+        errors = "; ".join(f"{h.name}: {h.last_error}" for h in handles)
+        raise EngineUnreachableError(f"no engine answers ({errors})")
     credentials = CredentialStore.load(
         repo_user=settings.repo_user,
         repo_pass=settings.repo_pass.get_secret_value() if settings.repo_pass else None,
@@ -89,7 +98,61 @@ def connect(settings: Settings) -> tuple[list[Engine], CredentialStore, Registry
         concurrency=settings.registry_concurrency,
         certs_dir=settings.registry_certs_dir,
     )
-    return engines, credentials, registry
+    return handles, credentials, registry
+
+
+def _try_connect(handle: EngineHandle) -> Engine | None:
+    """The handle's engine, or None (logged, remembered on the handle) when it does not answer."""
+    try:
+        return connect_engine(handle)
+    except EngineUnreachableError:
+        handle.just_failed = True  # the first run reports this answer instead of waiting again
+        return None
+
+
+def engine_handles(settings: Settings) -> list[EngineHandle]:
+    """One handle per DOCKER_HOSTS entry (the local socket without any), with its TLS files.
+
+    With DOCKER_TLS_VERIFY every ``tcp://`` engine gets ``ca.pem``, ``cert.pem``, ``key.pem``
+    from ``DOCKER_CERT_PATH/NAME/`` when that folder exists, else from DOCKER_CERT_PATH. Plain
+    ``tcp://`` to an address other than loopback is logged once (``engine.insecure``).
+    """
+    entries = engine_entries(list(settings.docker_hosts) or [DEFAULT_SOCKET_URL])
+    handles = []
+    for name, url in entries:
+        tls = None
+        if url.startswith("tcp://") and settings.docker_tls_verify:
+            tls = tls_files(settings.docker_cert_path, name)
+        elif url.startswith("tcp://") and not _loopback(url):
+            log.warning("engine.insecure", engine=name, url=url)
+        handles.append(
+            EngineHandle(
+                name=name,
+                url=url,
+                timeout=settings.engine_timeout,
+                tls=tls,
+                api_version=settings.docker_api_version,
+            )
+        )
+    return handles
+
+
+def tls_files(cert_path: Path, name: str) -> TlsFiles:
+    """The engine's certificate folder: ``cert_path/name/`` when it exists, else ``cert_path``."""
+    base = cert_path.expanduser()
+    folder = base / name if (base / name).is_dir() else base
+    return TlsFiles(ca=folder / "ca.pem", cert=folder / "cert.pem", key=folder / "key.pem")
+
+
+def _loopback(url: str) -> bool:
+    """Whether a ``tcp://HOST:PORT`` URL names this machine."""
+    host = url.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Runner:
@@ -105,44 +168,27 @@ class Runner:
         self.notifiers = self.notifications.notifiers
         self.lock = threading.Lock()
         self.last_report: Report | None = None
-        self.engine_locks = engine_locks(services.settings.state_dir, services.engines)
-        self._recovery_due = True
 
     def recover(self) -> None:
-        """Startup recovery under the engine locks, waiting LOCK_TIMEOUT at most for them.
+        """Startup recovery of every engine that answers, each under its lock (LOCK_TIMEOUT).
 
-        Raises LockBusyError when another watchkeeper keeps them; the recovery is then still
-        due and the next run that gets the locks does it first.
+        Never raises: an engine down or kept busy by another watchkeeper is repaired before
+        its first run instead.
         """
-        with self._locks_held():
-            self._recover_if_due()
-
-    def _recover_if_due(self) -> None:
-        if self._recovery_due:
-            prepare_services(self.services, self.names)
-            self._recovery_due = False
-
-    def _locks_held(self) -> contextlib.AbstractContextManager[None]:
-        settings = self.services.settings
-        return self.engine_locks.held(settings.lock_timeout, self.services.stop)
+        recover_engines(self.services, self.names)
 
     def execute(self, trigger: str, images: Sequence[str] = (), force: bool = False) -> Report:
-        """Run once under the run lock and the engine locks and record it; no summary.
+        """Run once under the run lock and record it; no summary.
 
-        Returns the report. Raises LockBusyError (``run.skipped``) when another watchkeeper
-        kept an engine busy for LOCK_TIMEOUT: nothing was touched.
+        Each engine's part holds that engine's lock: one kept busy by another watchkeeper for
+        LOCK_TIMEOUT is that engine's error in the report, the others run.
         """
         with self.lock:
             started = time.monotonic()
             try:
-                with self._locks_held():
-                    self._recover_if_due()
-                    report = run_once(
-                        self.services, self.names, trigger=trigger, images=images, force=force
-                    )
-            except LockBusyError as exc:
-                log.warning("run.skipped", trigger=trigger, reason=str(exc), pid=exc.holder)
-                raise
+                report = run_once(
+                    self.services, self.names, trigger=trigger, images=images, force=force
+                )
             except Exception:
                 self.metrics.record_crash(trigger, time.monotonic() - started)
                 raise
@@ -169,7 +215,7 @@ class Runner:
         settings = self.services.settings
         details = {
             "version": __version__,
-            "engines": ", ".join(e.host_label for e in self.services.engines),
+            "engines": ", ".join(e.name for e in self.services.engines),
             "schedule": settings.schedule or f"every {settings.poll_interval:g} s",
             "monitor only": str(settings.monitor_only).lower(),
             "notify on": settings.notify_on,
@@ -259,7 +305,7 @@ class Daemon:
         log.info(
             "startup",
             version=__version__,
-            engines=[e.host_label for e in self.runner.services.engines],
+            engines=[e.name for e in self.runner.services.engines],
             schedule=self.settings.schedule,
             poll_interval_s=self.settings.poll_interval,
             periodic_polls=self.schedule.periodic,

@@ -52,7 +52,7 @@ class ConfigError(WatchkeeperError):
 
 
 class EngineUnreachableError(WatchkeeperError):
-    """The Docker engine could not be reached at start."""
+    """A Docker engine did not answer (at start: exit 3 when none does)."""
 
 
 class EngineError(WatchkeeperError):

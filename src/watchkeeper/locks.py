@@ -192,3 +192,33 @@ def _pause(stop: threading.Event | None, seconds: float) -> bool:
 def engine_locks(state_dir: Path, engines: Sequence[Engine]) -> EngineLocks:
     """The locks of ``engines``, under ``state_dir``."""
     return EngineLocks(state_dir, [EngineKey(e.engine_id, e.host_label) for e in engines])
+
+
+class EngineLockTable:
+    """The engine locks of the whole process, one engine at a time (engines run in parallel).
+
+    Each engine gets its own :class:`EngineLocks`, so a busy engine holds up only itself. Two
+    names of one engine (one ``docker info`` ID) share the lock file and take turns in this
+    process too (a reentrant mutex per ID), so one engine is never worked on twice at once.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = Path(state_dir)
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.RLock, EngineLocks]] = {}
+
+    @contextlib.contextmanager
+    def held(
+        self, engine: Engine, timeout_s: float, stop: threading.Event | None = None
+    ) -> Iterator[None]:
+        """Hold ``engine``'s lock inside the block. Raises LockBusyError as EngineLocks.held."""
+        with self._guard:
+            if engine.engine_id not in self._locks:
+                key = EngineKey(engine.engine_id, engine.host_label)
+                self._locks[engine.engine_id] = (
+                    threading.RLock(),
+                    EngineLocks(self._state_dir, [key]),
+                )
+            mutex, locks = self._locks[engine.engine_id]
+        with mutex, locks.held(timeout_s, stop):
+            yield

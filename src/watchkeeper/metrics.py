@@ -12,7 +12,8 @@ Names (all prefixed ``watchkeeper_``): ``runs_total{trigger,outcome}``,
 ``rollbacks_total``, ``registry_requests_total{registry}``, ``registry_errors_total{registry}``,
 ``notifications_sent_total{channel}``, ``notifications_failed_total{channel}``,
 ``last_success_timestamp_seconds``, ``run_in_progress``, ``runs_queued``, ``info{version}``,
-``engine_up{engine}`` (last run).
+``engine_up{engine}`` and ``engine_containers{engine,state}`` (last run; the per-engine view of
+``containers``, whose labels stay as they were for existing dashboards).
 
 A run is a ``failure`` (and the last-success time stays where it was) when a container failed
 or was rolled back, or an engine failed during the run: an engine whose containers could not
@@ -125,6 +126,12 @@ class Metrics:
             "watchkeeper_run_in_progress", "1 while a run is going", registry=r
         )
         self.queued = Gauge("watchkeeper_runs_queued", "Runs waiting to start", registry=r)
+        self.engine_containers = Gauge(
+            "watchkeeper_engine_containers",
+            "Containers of the last run, by engine and state",
+            ["engine", "state"],
+            registry=r,
+        )
         self.engine_up = Gauge(
             "watchkeeper_engine_up",
             "1 when the engine's containers were listed and checked in the last run, else 0",
@@ -151,6 +158,9 @@ class Metrics:
         self.rollbacks.inc(counts[str(State.ROLLED_BACK)])
         for engine in report.engines:
             self.engine_up.labels(engine=engine.name).set(engine.state is EngineState.OK)
+            for state in State:
+                rows = [c for c in report.containers if c.host == engine.name and c.state is state]
+                self.engine_containers.labels(engine=engine.name, state=str(state)).set(len(rows))
         if not report.has_failures:
             self.last_success.set(time.time())
 

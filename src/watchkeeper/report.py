@@ -91,13 +91,18 @@ class EngineOutcome:
     state: EngineState = EngineState.OK
     error: str | None = None
     api_version: str | None = None
+    # Where it was reached (never with credentials) and its release, when it answered.
+    url: str | None = None
+    version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one entry of the report's ``engines``."""
         return {
             "name": self.name,
+            "url": self.url,
             "state": str(self.state),
             "error": self.error,
+            "version": self.version,
             "api_version": self.api_version,
         }
 

@@ -3,9 +3,9 @@
 The first ``run --once`` is paused mid-swap with the test-only pause hook
 (``WATCHKEEPER_TEST_PAUSE_AT=stopped``, released through ``WATCHKEEPER_TEST_PAUSE_DIR``): its
 old container is stopped and its replacement not started. A second ``run --once`` with the same
-STATE_DIR must neither run its startup recovery on that live swap nor start a run: it waits for
-the engine lock, or gives up after LOCK_TIMEOUT saying who is busy. Then the first goes on and
-reports the update.
+STATE_DIR must neither run its startup recovery on that live swap nor touch the engine: it waits
+for the engine lock, or gives up after LOCK_TIMEOUT saying who is busy (that engine's error in
+its report). Then the first goes on and reports the update.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from tests.conftest import ImageFactory, Registry, run_watchkeeper
+from tests.conftest import ImageFactory, Registry, engine_url, run_watchkeeper
 from tests.integration.conftest import FAST, Starter
 from tests.integration.safety_support import (
     SLEEP,
@@ -30,6 +30,7 @@ from tests.integration.safety_support import (
     unique,
 )
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE, PAUSE_DIR_VARIABLE
+from watchkeeper.settings.values import default_engine_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
 
@@ -97,10 +98,13 @@ def test_run_once_during_other_swap_gives_up_busy_and_leaves_swap_alone(
             first.kill()
 
     assert second.returncode == 1, second.stderr[-3000:]
-    busy = f"another watchkeeper is busy on engine {docker_client.info()['Name']}"
+    busy = f"another watchkeeper is busy on engine {default_engine_name(engine_url())}"
     assert f"{busy} (pid {first.proc.pid})" in second.stderr
     assert events_of(second.events(), "recovery.swap_found") == []
-    assert events_of(second.events(), "run.started") == []
+    # The busy engine is that engine's error in the report; nothing on it was touched.
+    (engine,) = second.report()["engines"]
+    assert (engine["state"], engine["error"]) == ("error", f"{busy} (pid {first.proc.pid})")
+    assert second.report()["containers"] == []
     assert first_code == 0, "".join(first.raw[-30:])
     (row,) = report_of(first)["containers"]
     assert row["state"] == "updated"

@@ -133,8 +133,9 @@ def test_api_update_report_keeps_engines_and_their_errors(stub: StubDaemon) -> N
     body = response.json()
     assert body["counts"]["engine_errors"] == 1
     assert body["engines"] == [
-        {"name": "edge", "state": "error", "error": "refused", "api_version": None}
-    ]
+        {"name": "edge", "url": None, "state": "error", "error": "refused", "version": None,
+         "api_version": None}
+    ]  # fmt: skip
 
 
 def test_api_update_image_filters_repeated_and_comma_separated(stub: StubDaemon) -> None:

@@ -263,9 +263,8 @@ class FakeClient:
 def test_docker_api_version_honoured_only_when_supported(wanted: str, honoured: bool) -> None:
     """DOCKER_API_VERSION pins the client only within the engine's range and from 1.41 on."""
     fake = FakeClient("1.45", "1.24")
-    environment = {"DOCKER_HOST": "unix:///nonexistent.sock"}
     # The pinning rule alone, without an engine to connect to.
-    client = engine_module._pinned_client(fake, wanted, environment, 5.0)  # noqa: SLF001
+    client = engine_module._pinned_client(fake, wanted, "unix:///nonexistent.sock", 5.0)  # noqa: SLF001
     if honoured:
         assert client is not fake
         assert client.api.api_version == wanted

@@ -60,9 +60,10 @@ def test_report_engine_error_counted_and_listed_old_keys_kept() -> None:
     assert data["counts"]["engine_errors"] == 1
     assert data["counts"]["fresh"] == 1
     assert data["engines"] == [
-        {"name": "edge-1", "state": "error", "error": "list containers: refused",
-         "api_version": None},
-        {"name": "local", "state": "ok", "error": None, "api_version": "1.41"},
+        {"name": "edge-1", "url": None, "state": "error", "error": "list containers: refused",
+         "version": None, "api_version": None},
+        {"name": "local", "url": None, "state": "ok", "error": None, "version": None,
+         "api_version": "1.41"},
     ]  # fmt: skip
 
 

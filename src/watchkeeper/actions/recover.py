@@ -1,14 +1,15 @@
 """Startup recovery: before the first run, repair every swap a crash left behind.
 
-``run --once`` and the daemon call :func:`prepare_services` right after connecting, which runs
-:func:`recover_swaps` for each engine. Interrupted swaps are repaired a group at a time
-(:func:`containers.recovery.repair_group`: parents before dependents, the whole group finished
-or the whole group undone), and every container of a group is repaired, watched or not: a
-dependent that this watchkeeper does not watch was still stopped or recreated by its swap. A
-group none of whose containers this watchkeeper watches (names, labels, scope) is another
-instance's and is left alone. Each repaired container is logged as ``recovery.swap_finished``
-or ``recovery.swap_undone``; a group that cannot be repaired is ``recovery.failed`` and is
-tried again at the next start. One ``recovery.checked`` line per engine closes the pass.
+Before an engine's first run, under its lock, ``actions.run`` calls :func:`recover_swaps` for
+it (at start for every engine that answers, later for one that was down). Interrupted swaps
+are repaired a group at a time (:func:`containers.recovery.repair_group`: parents before
+dependents, the whole group finished or the whole group undone), and every container of a
+group is repaired, watched or not: a dependent that this watchkeeper does not watch was still
+stopped or recreated by its swap. A group none of whose containers this watchkeeper watches
+(names, labels, scope) is another instance's and is left alone. Each repaired container is
+logged as ``recovery.swap_finished`` or ``recovery.swap_undone``; a group that cannot be
+repaired is ``recovery.failed`` and is tried again at the next start. One ``recovery.checked``
+line per engine closes the pass.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from functools import partial
 import structlog
 
 from watchkeeper.actions.policy import gate_for
-from watchkeeper.actions.run import Services
 from watchkeeper.actions.select import select_containers
 from watchkeeper.containers.engine import Engine
-from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.containers.recovery import Unit, find_units, group_units, repair_group
 from watchkeeper.errors import EngineError
 from watchkeeper.settings import Settings
@@ -41,14 +40,6 @@ class Recovery:
     name: str
     action: str
     error: str | None = None
-
-
-def prepare_services(services: Services, names: Sequence[str] = ()) -> None:
-    """Before the first run: warn when the test-only pause hook is armed, then crash recovery
-    on every engine. Never raises."""
-    warn_if_armed()
-    for engine in services.engines:
-        recover_swaps(engine, services.settings, names)
 
 
 def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ()) -> list[Recovery]:

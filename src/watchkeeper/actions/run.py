@@ -5,13 +5,22 @@ The run is the unit the scheduler, the API and ``run --once`` all trigger; it lo
 the run (its containers cannot be listed, say) is an error of the run, never a silent gap: it
 gets an ``error`` entry in the report's ``engines`` (``engine.failed`` in the log), counts in
 ``engine_errors``, and the other engines go on.
+
+Engines are handled in parallel, at most HOST_CONCURRENCY at a time, each under its own lock
+(README, "Many hosts"): an engine that is down, busy with another watchkeeper, refuses TLS or
+stops answering is that engine's ``error`` (``engine.unreachable``), never a reason to leave the
+others alone, and costs the run at most ENGINE_TIMEOUT per call. It is connected again at the
+next run (``engine.recovered`` when it answers). The registry client is shared: inside a run
+each distinct image is asked for once, however many engines run it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +29,17 @@ import structlog
 from watchkeeper.actions.check import Verdict, Watched, check_containers
 from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
 from watchkeeper.actions.outcomes import UpdateContext
+from watchkeeper.actions.recover import recover_swaps
 from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.actions.services import ServiceRun, update_services
 from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.actions.versions import apply_update_rules
+from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.containers.engine import Engine
-from watchkeeper.errors import EngineError
+from watchkeeper.containers.pause import warn_if_armed
+from watchkeeper.errors import EngineError, EngineUnreachableError
 from watchkeeper.labels import container_name
+from watchkeeper.locks import EngineLockTable, LockBusyError
 from watchkeeper.metrics import Metrics
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import RegistryClient
@@ -43,12 +56,17 @@ class Services:
     :func:`watchkeeper.daemon.build_services` (``state``: failed and notified digests)."""
 
     settings: Settings
-    engines: list[Engine]
+    engines: list[EngineHandle]
     registry: RegistryClient
     credentials: CredentialStore
     state: StateStore
     metrics: Metrics
     stop: threading.Event = field(default_factory=threading.Event)
+    # One lock per engine for the whole process (runs and startup recovery).
+    locks: EngineLockTable = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.locks = EngineLockTable(self.settings.state_dir)
 
 
 def check_engine(
@@ -112,10 +130,10 @@ def run_once(
             force=force or None,
         )
         services.registry.tags.new_run()  # tag lists are read once per run
-        for engine in services.engines:
-            outcomes, engine_outcome = run_engine(services, engine, names, images, force=force)
+        with services.registry.shared_run():
+            passes = _in_parallel(services, services.engines, _engine_pass, names, images, force)
+        for outcomes, engine_outcome in passes:
             for outcome in outcomes:
-                outcome.host = engine.host_label
                 report.add(outcome)
             report.add_engine(engine_outcome)
         report.finish()
@@ -126,6 +144,101 @@ def run_once(
             **report.counts(),
         )
     return report
+
+
+def _in_parallel(
+    services: Services, handles: Sequence[EngineHandle], work: Any, *args: Any
+) -> list[Any]:
+    """``work(services, handle, *args)`` for every engine, HOST_CONCURRENCY at a time, in order.
+
+    Each thread runs in a copy of the caller's context, so its log lines carry the run's ID.
+    """
+    if not handles:
+        return []
+    workers = min(services.settings.host_concurrency, len(handles))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine") as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, work, services, handle, *args)
+            for handle in handles
+        ]
+        return [future.result() for future in futures]
+
+
+def connect_engine(handle: EngineHandle) -> Engine:
+    """The handle's engine, connected if needed: ``engine.unreachable`` when it does not
+    answer, ``engine.recovered`` when it answers after it did not. Raises EngineUnreachableError."""
+    if handle.just_failed:
+        handle.just_failed = False
+        raise EngineUnreachableError(handle.last_error or handle.url)
+    try:
+        engine = handle.connect()
+    except EngineUnreachableError as exc:
+        handle.down, handle.last_error = True, str(exc)
+        log.error("engine.unreachable", engine=handle.name, url=handle.url, error=str(exc))
+        raise
+    if handle.down:
+        handle.down = False
+        log.info("engine.recovered", engine=handle.name, url=handle.url)
+    return engine
+
+
+def _engine_pass(
+    services: Services,
+    handle: EngineHandle,
+    names: Sequence[str],
+    images: Sequence[str],
+    force: bool = False,
+) -> tuple[list[ContainerOutcome], EngineOutcome]:
+    """One engine's part of a run: connect, take its lock, recover once, check and update.
+
+    Every failure that ends it (unreachable, busy, failing mid-run) is the engine's ``error``;
+    the adapter is dropped after one, so the next run connects afresh.
+    """
+    unanswered = EngineOutcome(handle.name, EngineState.ERROR, url=handle.url)
+    try:
+        engine = connect_engine(handle)
+    except EngineUnreachableError as exc:
+        unanswered.error = str(exc)
+        return [], unanswered
+    settings = services.settings
+    try:
+        with services.locks.held(engine, settings.lock_timeout, services.stop):
+            _recover_if_due(services, handle, engine, names)
+            outcomes, outcome = run_engine(services, engine, names, images, force=force)
+    except LockBusyError as exc:
+        log.warning("engine.busy", engine=handle.name, reason=str(exc), pid=exc.holder)
+        return [], _engine_outcome(engine, error=str(exc))
+    if outcome.state is EngineState.ERROR:
+        handle.drop()
+    for row in outcomes:
+        row.host = handle.name
+    return outcomes, outcome
+
+
+def _recover_if_due(
+    services: Services, handle: EngineHandle, engine: Engine, names: Sequence[str]
+) -> None:
+    """Startup recovery of ``engine``, once, before its first run (its lock held)."""
+    if handle.recovery_due:
+        recover_swaps(engine, services.settings, names)
+        handle.recovery_due = False
+
+
+def recover_engines(services: Services, names: Sequence[str] = ()) -> None:
+    """At start: warn when the test-only pause hook is armed, then repair the swaps a crash
+    left on every engine that answers, each under its lock. Never raises: an engine down or
+    busy is repaired before its first run instead (``recovery.deferred``)."""
+    warn_if_armed()
+    _in_parallel(services, services.engines, _recover_one, names)
+
+
+def _recover_one(services: Services, handle: EngineHandle, names: Sequence[str]) -> None:
+    try:
+        engine = connect_engine(handle)
+        with services.locks.held(engine, services.settings.lock_timeout, services.stop):
+            _recover_if_due(services, handle, engine, names)
+    except (EngineUnreachableError, LockBusyError) as exc:
+        log.warning("recovery.deferred", engine=handle.name, reason=str(exc))
 
 
 def run_engine(
@@ -159,7 +272,14 @@ def run_engine(
 def _engine_outcome(engine: Engine, error: str | None = None) -> EngineOutcome:
     """The report's entry for ``engine``: ``ok``, or ``error`` with the reason."""
     state = EngineState.OK if error is None else EngineState.ERROR
-    return EngineOutcome(engine.host_label, state, error, api_version=engine.api_version)
+    return EngineOutcome(
+        engine.host_label,
+        state,
+        error,
+        api_version=engine.api_version,
+        url=engine.url,
+        version=engine.version,
+    )
 
 
 def _check_and_update(

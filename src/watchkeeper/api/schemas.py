@@ -49,8 +49,10 @@ class EngineReport(BaseModel):
     """One engine of the run: ``error`` says why its containers could not be handled."""
 
     name: str
+    url: str | None = None
     state: str = Field(description="ok or error")
     error: str | None = None
+    version: str | None = None
     api_version: str | None = None
 
 

@@ -19,12 +19,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import docker
 import docker.auth
 import docker.errors
+import docker.tls
 import docker.types
 import requests.exceptions
 import structlog
@@ -40,6 +42,8 @@ _TRANSLATED = (
     requests.exceptions.RequestException,
     urllib3.exceptions.HTTPError,
 )
+# The engine a URL-less connect reaches when DOCKER_HOST is not set either.
+DEFAULT_SOCKET_URL = "unix:///var/run/docker.sock"
 # How long a container may take to go away after SIGKILL.
 _KILL_WAIT_S = 15.0
 # From this API version ``POST /containers/{id}/stop`` takes a ``signal``.
@@ -104,13 +108,18 @@ def _status_code(exc: BaseException) -> int | None:
 class Engine:
     """One Docker engine, reached through docker-py with the API version negotiated."""
 
-    def __init__(self, client: Any, *, base_url: str | None, timeout: float) -> None:
+    def __init__(
+        self, client: Any, *, base_url: str | None, timeout: float, name: str | None = None
+    ) -> None:
         self._client = client
         self._api = client.api
         self._timeout = timeout
         self.api_version: str = str(self._api.api_version)
+        self.url: str = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET_URL
         info = self.info()
-        self.host_label: str = _host_label(base_url or os.environ.get("DOCKER_HOST"), info)
+        self.host_label: str = name or _host_label(self.url, info)
+        # The engine's release (``docker version``), for the report's ``engines``.
+        self.version: str | None = str(info["ServerVersion"]) if info.get("ServerVersion") else None
         # The engine's own identity (``docker info`` ``ID``): two URLs of one engine share it.
         self._engine_id = str(info.get("ID") or self.host_label)
         # One event stream for every health gate of this engine, opened at the first gate.
@@ -118,29 +127,34 @@ class Engine:
 
     @classmethod
     def connect(
-        cls, base_url: str | None, *, timeout: float = 60.0, api_version: str | None = None
+        cls,
+        base_url: str | None,
+        *,
+        timeout: float = 60.0,
+        api_version: str | None = None,
+        name: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> Engine:
         """Connect to ``base_url`` (None: ``DOCKER_HOST`` or the local socket) and ping it.
 
-        ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` apply to an explicit URL too. The API
-        version is negotiated; ``api_version`` (DOCKER_API_VERSION) is used instead only when
-        the engine and watchkeeper both support it, else ``engine.api_version_ignored`` is
-        logged: a stale pin must never stop the daemon from starting.
-        Raises EngineUnreachableError when the engine does not answer.
+        With ``tls`` the engine is reached over HTTPS with those files, verifying the server
+        against their CA: a certificate that does not verify is this engine's
+        EngineUnreachableError, never a retry in plain TCP. The API version is negotiated;
+        ``api_version`` (DOCKER_API_VERSION) is used instead only when the engine and
+        watchkeeper both support it, else ``engine.api_version_ignored`` is logged: a stale pin
+        must never stop the daemon from starting. ``name`` names the engine in reports (default:
+        from the URL). Raises EngineUnreachableError when the engine does not answer.
         """
-        environment = dict(os.environ)
-        if base_url is not None:
-            environment["DOCKER_HOST"] = base_url
+        url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET_URL
         try:
-            client = docker.from_env(version="auto", timeout=timeout, environment=environment)
+            client = _client(url, "auto", timeout, tls)
             client.ping()
             if api_version:
-                client = _pinned_client(client, api_version.strip(), environment, timeout)
-        except _TRANSLATED as exc:
-            where = base_url or environment.get("DOCKER_HOST") or "the local socket"
-            raise EngineUnreachableError(f"{where}: {_explain(exc)}") from exc
+                client = _pinned_client(client, api_version.strip(), url, timeout, tls)
+        except (*_TRANSLATED, OSError) as exc:  # OSError: a certificate file that cannot be read
+            raise EngineUnreachableError(f"{url}: {_explain(exc)}") from exc
         try:
-            return cls(client, base_url=base_url, timeout=timeout)
+            return cls(client, base_url=url, timeout=timeout, name=name)
         except EngineError as exc:
             client.close()
             raise EngineUnreachableError(str(exc)) from exc
@@ -477,7 +491,31 @@ class EngineEvents:
             self._response.close()
 
 
-def _pinned_client(client: Any, wanted: str, environment: dict[str, str], timeout: float) -> Any:
+@dataclass(frozen=True)
+class TlsFiles:
+    """The CA, client certificate and key one engine is reached with (README, "Many hosts")."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _client(url: str, version: str, timeout: float, tls: TlsFiles | None) -> Any:
+    """A docker-py client of ``url``; with ``tls``, HTTPS only, the server verified by the CA."""
+    tls_config = None
+    if tls is not None:
+        for path in (tls.ca, tls.cert, tls.key):
+            if not path.is_file():
+                raise OSError(f"TLS file {path} does not exist")
+        tls_config = docker.tls.TLSConfig(
+            client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
+        )
+    return docker.DockerClient(base_url=url, version=version, timeout=timeout, tls=tls_config)
+
+
+def _pinned_client(
+    client: Any, wanted: str, url: str, timeout: float, tls: TlsFiles | None = None
+) -> Any:
     """A client speaking API ``wanted`` when the engine and watchkeeper support it.
 
     Otherwise logs ``engine.api_version_ignored`` and returns ``client`` (negotiated).
@@ -501,7 +539,7 @@ def _pinned_client(client: Any, wanted: str, environment: dict[str, str], timeou
             reason=reason,
         )
         return client
-    pinned = docker.from_env(version=wanted, timeout=timeout, environment=environment)
+    pinned = _client(url, wanted, timeout, tls)
     client.close()
     return pinned
 

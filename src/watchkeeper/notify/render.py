@@ -11,8 +11,10 @@ tag), ``old_tag``/``new_tag`` (that move's tags, or ""), ``old_digest``/``new_di
 digits, or ""), ``digests``
 ("abc → def"), ``state``, ``state_label`` ("rolled back"), ``duration``, ``error``, ``reason``
 (why it was skipped, failed or rolled back, "" when it says nothing the error does not) and
-``log_tail`` (the failed new container's last log lines, a list)) and ``widths`` (the longest
-cell per column, headings included, to align plain text).
+``log_tail`` (the failed new container's last log lines, a list), ``host`` (its engine's name)),
+grouped by engine in the order of ``report.engines``, ``many_engines`` (True with more than one
+engine: the built-in templates then head each engine's rows with its name; README, "Many
+hosts") and ``widths`` (the longest cell per column, headings included, to align plain text).
 
 HTML is autoescaped (a container error may contain anything); undefined names raise instead of
 rendering empty, so that a typo in a user's template is found when it is checked at start.
@@ -64,6 +66,7 @@ class Row:
     duration: str
     error: str
     reason: str = ""
+    host: str = ""
     log_tail: tuple[str, ...] = ()
     old_tag: str = ""
     new_tag: str = ""
@@ -103,6 +106,7 @@ def build_row(outcome: ContainerOutcome) -> Row:
         duration=format_duration(outcome.duration_s),
         error=outcome.error or "",
         reason=_distinct_reason(outcome),
+        host=outcome.host or "",
         log_tail=tuple(line.rstrip() for line in outcome.log_tail),
         old_tag=outcome.old_tag or "",
         new_tag=outcome.new_tag or "",
@@ -172,7 +176,7 @@ def build_environment(template_dir: str | None = None) -> jinja2.Environment:
 
 def build_context(report: Report, title_tag: str | None) -> dict[str, Any]:
     """The variables both templates see (listed in the module docstring)."""
-    rows = [build_row(outcome) for outcome in report.containers]
+    rows = _by_engine(report, [build_row(outcome) for outcome in report.containers])
     return {
         "subject": render_subject(report, title_tag),
         "host": report.host,
@@ -182,7 +186,15 @@ def build_context(report: Report, title_tag: str | None) -> dict[str, Any]:
         "report": report.to_dict(),
         "rows": rows,
         "widths": column_widths(rows),
+        # Several engines: the templates head each engine's rows with its name.
+        "many_engines": len(report.engines) > 1,
     }
+
+
+def _by_engine(report: Report, rows: list[Row]) -> list[Row]:
+    """The rows grouped by engine, in the order of the report's ``engines`` (stable within)."""
+    order = {engine.name: index for index, engine in enumerate(report.engines)}
+    return sorted(rows, key=lambda row: order.get(row.host, len(order)))
 
 
 def render_report(

@@ -21,8 +21,9 @@ import ipaddress
 import threading
 import time
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,6 +164,8 @@ class RegistryClient:
         self.tags = RegistryTags(self)
         self._requests: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
+        # Inside shared_run: each image's answer, so engines asking in parallel share one HEAD.
+        self._run_answers: dict[tuple[str, str, str], str | RegistryError] | None = None
 
     # -- public surface -------------------------------------------------------------------
 
@@ -222,6 +225,21 @@ class RegistryClient:
                 results.update(dict.fromkeys(group, outcome))
         return results
 
+    @contextmanager
+    def shared_run(self) -> Iterator[None]:
+        """Inside the block every distinct image is asked for once, whichever engine asks.
+
+        A run wraps its engines in it: an image used on five hosts costs one HEAD per run,
+        and every engine judges it by the same answer (an error too). Runs never overlap.
+        """
+        with self._lock:
+            self._run_answers = {}
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._run_answers = None
+
     def close(self) -> None:
         """Close every registry's connection pool."""
         with self._lock:
@@ -243,6 +261,22 @@ class RegistryClient:
     # -- the HEAD and its auth ------------------------------------------------------------
 
     def _fetch_outcome(self, ref: Reference) -> str | RegistryError:
+        """The digest or the error, once per image inside :meth:`shared_run`."""
+        with self._lock:
+            answers = self._run_answers
+        if answers is None:
+            return self._ask(ref)
+        target = _manifest_target(ref)
+        with self._lock_for(("run", target)):  # a second engine waits for the first's HEAD
+            with self._lock:
+                known = answers.get(target)
+            if known is None:
+                known = self._ask(ref)
+                with self._lock:
+                    answers[target] = known
+            return known
+
+    def _ask(self, ref: Reference) -> str | RegistryError:
         """The digest, or the error (unexpected exceptions wrapped) instead of raising."""
         try:
             return self.fetch_remote_digest(ref)

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from watchkeeper.api.listen import parse_listen
 from watchkeeper.cron import cron_trigger
 from watchkeeper.settings.env import EnvSource
-from watchkeeper.settings.values import CommaList, Duration, OptionalDuration
+from watchkeeper.settings.values import CommaList, Duration, OptionalDuration, engine_entries
 from watchkeeper.versions.candidates import (
     TagPolicy,
     TagRegexError,
@@ -77,9 +77,22 @@ class Settings(BaseSettings):
     run_on_start: bool = setting(True, "first run right at start")
     docker_hosts: CommaList = setting(
         None,
-        "comma list of engines to watch (default: DOCKER_HOST or the local socket)",
+        "comma list of engines to watch, each `[NAME=]unix:///PATH` or `[NAME=]tcp://HOST:PORT` "
+        "(default: DOCKER_HOST or the local socket)",
         "DOCKER_HOST",
         factory=list,
+    )
+    docker_tls_verify: bool = setting(
+        False, "reach every `tcp://` engine over TLS, verifying it", "DOCKER_TLS_VERIFY"
+    )
+    docker_cert_path: Path = setting(
+        Path("~/.docker"),
+        "`ca.pem`, `cert.pem`, `key.pem` for TLS engines; `<folder>/<NAME>/` wins for that engine",
+        "DOCKER_CERT_PATH",
+    )
+    host_concurrency: int = setting(8, "engines checked and updated at once", ge=1, le=256)
+    engine_timeout: Duration = setting(
+        60.0, "how long one engine call may take (pulls: between two progress messages)", gt=0
     )
     cleanup: bool = setting(
         True, "remove the old image once no container uses it", "WATCHTOWER_CLEANUP"
@@ -292,6 +305,13 @@ class Settings(BaseSettings):
         """Watchtower's ``warn``/``trace``/``fatal``/``panic`` map onto ours."""
         mapping = {"warn": "warning", "trace": "debug", "fatal": "error", "panic": "error"}
         return mapping.get(value.strip().lower(), value) if isinstance(value, str) else value
+
+    @field_validator("docker_hosts", mode="after")
+    @classmethod
+    def _valid_engines(cls, value: list[str]) -> list[str]:
+        """Reject a malformed ``[NAME=]URL`` entry or a name used twice, at start."""
+        engine_entries(value)
+        return value
 
     @field_validator("schedule", mode="after")
     @classmethod

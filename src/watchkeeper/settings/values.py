@@ -46,3 +46,40 @@ def _parse_text(parse: Callable[[str], object]) -> BeforeValidator:
 Duration = Annotated[float, _parse_text(parse_duration)]
 OptionalDuration = Annotated[float | None, _parse_text(parse_duration)]
 CommaList = Annotated[list[str], _parse_text(split_list)]
+
+
+DEFAULT_SOCKET_URL = "unix:///var/run/docker.sock"
+_ENGINE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_ENGINE_URL = re.compile(r"(unix:///\S+|tcp://[^/\s@]+:\d{1,5})")
+
+
+def engine_entries(entries: list[str]) -> list[tuple[str, str]]:
+    """``[NAME=]URL`` entries of DOCKER_HOSTS as (name, url) pairs (README, "Many hosts").
+
+    Without a name, a ``tcp://`` engine is named ``HOST:PORT``, the default socket ``local`` and
+    any other socket by its path, so reports, mails, logs and metrics can tell engines apart.
+    Raises ValueError for a malformed entry or two entries with one name.
+    """
+    pairs: list[tuple[str, str]] = []
+    for entry in entries:
+        name, sep, url = entry.partition("=")
+        if not sep:
+            name, url = "", entry
+        if not _ENGINE_URL.fullmatch(url):
+            raise ValueError(f"{entry!r} is not [NAME=]unix:///PATH or [NAME=]tcp://HOST:PORT")
+        if sep and not _ENGINE_NAME.fullmatch(name):
+            raise ValueError(f"{entry!r}: a name is letters, digits, '.', '-' and '_'")
+        pairs.append((name or default_engine_name(url), url))
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"two engines are named {', '.join(twice)}")
+    return pairs
+
+
+def default_engine_name(url: str) -> str:
+    """``HOST:PORT`` for ``tcp://``, ``local`` for the default socket, else the socket's path."""
+    if url.startswith("tcp://"):
+        return url.removeprefix("tcp://")
+    path = url.removeprefix("unix://")
+    return "local" if path in ("/var/run/docker.sock", "/run/docker.sock") else path
