@@ -44,6 +44,11 @@ _TRANSLATED = (
 )
 # The engine a URL-less connect reaches when DOCKER_HOST is not set either.
 DEFAULT_SOCKET_URL = "unix:///var/run/docker.sock"
+# Connections docker-py keeps per engine (its default is 10). Groups swap side by side
+# (UPDATE_CONCURRENCY, at most 64), pulls run beside them and the health gates share an event
+# stream: a call that finds the pool full does not wait, urllib3 opens one more connection and
+# discards it afterwards with a warning on stderr. Connections are opened only when needed.
+_POOL_SIZE = 80
 # How long a container may take to go away after SIGKILL.
 _KILL_WAIT_S = 15.0
 # From this API version ``POST /containers/{id}/stop`` takes a ``signal``.
@@ -510,7 +515,9 @@ def _client(url: str, version: str, timeout: float, tls: TlsFiles | None) -> Any
         tls_config = docker.tls.TLSConfig(
             client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
         )
-    return docker.DockerClient(base_url=url, version=version, timeout=timeout, tls=tls_config)
+    return docker.DockerClient(
+        base_url=url, version=version, timeout=timeout, tls=tls_config, max_pool_size=_POOL_SIZE
+    )
 
 
 def _pinned_client(
