@@ -127,6 +127,7 @@ def check_row(item: Watched, engine: str | None = None) -> dict[str, str | None]
     return {
         "engine": engine,
         "kind": "container",
+        "kind": "container",
         "container": item.name,
         "image": item.image_ref,
         "local_digest": item.local_digest,
