@@ -192,8 +192,9 @@ def plan_groups(
     """Group the stale ``targets`` (container IDs) with the containers depending on them.
 
     Only dependencies tie containers into one group: unrelated containers, even on the same
-    image, move one group at a time, each gated (so a bad image never takes every replica down
-    at once — what Watchtower called a rolling restart is always on). ``excluded`` containers
+    image, are separate groups, which share no container and so can swap side by side
+    (UPDATE_CONCURRENCY; one at a time with ROLLING_RESTART, so that a bad image never takes
+    every replica down at once). ``excluded`` containers
     (disabled by label) are never pulled into a group. Containers in a cycle are left out.
     Raises nothing.
     """
