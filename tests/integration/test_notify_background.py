@@ -20,6 +20,8 @@ from tests.sinks import sendgrid_sink as sendgrid_sink
 from watchkeeper.actions.run import Services
 from watchkeeper.daemon import Runner
 from watchkeeper.metrics import Metrics
+from watchkeeper.registry.auth import CredentialStore
+from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.settings import load_settings
 from watchkeeper.state import StateStore
 
@@ -49,11 +51,12 @@ def runner_for(tmp_path: Path) -> Iterator[list[Runner]]:
 def make_runner(environ: dict[str, str], made: list[Runner]) -> Runner:
     """A Runner with no engine: its runs are empty reports, enough to exercise notifications."""
     settings = load_settings({}, environ)
+    credentials = CredentialStore.load(str(settings.state_dir / "no-docker-config"))
     services = Services(
         settings=settings,
         engines=[],
-        registry=None,  # type: ignore[arg-type]
-        credentials=None,  # type: ignore[arg-type]
+        registry=RegistryClient(credentials, insecure=InsecurePolicy(networks=())),
+        credentials=credentials,
         state=StateStore(settings.state_dir),
         metrics=Metrics(),
     )
