@@ -200,10 +200,10 @@ def test_update_concurrency_sigkill_with_two_gates_waiting_both_repaired(
         "run", "--once", *names, env={**PARALLEL, PAUSE_AT_VARIABLE: "health_wait"}
     )
     try:
-        killed.wait_for("test.paused", step="health_wait")
-        killed.wait_for("test.paused", step="health_wait")
+        paused = [killed.wait_for("test.paused", step="health_wait") for _ in names]
     finally:
         killed.kill()
+    assert sorted(p["group"] for p in paused) == sorted(names)  # one pause in each group
     for name in names:
         assert leftovers(docker_client, name), f"the kill left nothing of {name} to repair"
 

@@ -152,9 +152,24 @@ def _update_planned(
 ) -> list[ContainerOutcome]:
     """One planned group, once every image it needs is pulled: its rows.
 
-    A target whose pull failed or whose image did not change leaves the group, and so may the
-    dependents that only followed it: what is left is planned again, and swapped.
+    Every line logged meanwhile carries ``group`` (its first container's name), so the lines of
+    groups swapping side by side can be told apart. A target whose pull failed or whose image
+    did not change leaves the group, and so may the dependents that only followed it: what is
+    left is planned again, and swapped.
     """
+    with structlog.contextvars.bound_contextvars(group=group[0].name):
+        return _settle_and_swap(ctx, graph, group, pending, pulls, excluded)
+
+
+def _settle_and_swap(
+    ctx: UpdateContext,
+    graph: DependencyGraph,
+    group: list[Planned],
+    pending: dict[str, Watched],
+    pulls: Pulls[_Pulled],
+    excluded: list[str],
+) -> list[ContainerOutcome]:
+    """The body of :func:`_update_planned`: settle the pulled targets, swap what is left."""
     items = [pending[p.container_id] for p in group if p.target]
     images = {item.pull_ref: pulls.wait(item.pull_ref) for item in items}
     if ctx.stop.is_set():
