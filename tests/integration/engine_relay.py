@@ -4,7 +4,8 @@
 engine's socket, so watchkeeper reaches a real engine as ``tcp://127.0.0.1:PORT``. With
 ``tls`` it is a TLS-terminating front with client certificates required (what ``dockerd
 --tlsverify`` demands): it proves the client side of mutual TLS without a second TLS-listening
-dockerd. ``hung_engine`` is a socket that accepts connections and never answers.
+dockerd; with ``hang_on`` it stops answering at a given request, as an engine that hangs in the
+middle of a run. ``hung_engine`` is a socket that accepts connections and never answers.
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ class ServerTls:
 class EngineRelay:
     """``tcp://127.0.0.1:PORT`` in front of ``engine_socket`` (a path), until ``close``."""
 
-    def __init__(self, engine_socket: str, tls: ServerTls | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        engine_socket: str,
+        tls: ServerTls | None = None,
+        port: int = 0,
+        hang_on: bytes | None = None,
+    ) -> None:
         self._engine_socket = engine_socket
+        # A request containing these bytes is never forwarded: the engine seems to hang there.
+        self._hang_on = hang_on
         self._context = _server_context(tls) if tls is not None else None
         self._listener = socket.create_server(("127.0.0.1", port))
         self.port = int(self._listener.getsockname()[1])
@@ -66,13 +75,24 @@ class EngineRelay:
         engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         engine.connect(self._engine_socket)
         threading.Thread(target=_pipe, args=(engine, client), daemon=True).start()
-        _pipe(client, engine)
+        _pipe(client, engine, self._hang_on, self._closed)
 
 
-def _pipe(source: socket.socket, target: socket.socket) -> None:
-    """Copy ``source`` to ``target`` until either side closes, then close both."""
+def _pipe(
+    source: socket.socket,
+    target: socket.socket,
+    hang_on: bytes | None = None,
+    closed: threading.Event | None = None,
+) -> None:
+    """Copy ``source`` to ``target`` until either side closes, then close both.
+
+    Data containing ``hang_on`` is held back until ``closed`` is set: no answer ever comes.
+    """
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
+            if hang_on is not None and hang_on in data and closed is not None:
+                closed.wait()
+                break
             target.sendall(data)
     for side in (source, target):
         with contextlib.suppress(OSError):

@@ -55,10 +55,11 @@ def other_client(name_prefix: str, registry: Registry) -> Iterator[docker.Docker
     for container in client.containers.list(all=True, filters={"name": name_prefix}):
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True, v=True)
-    for image in client.images.list():
-        if any(tag.startswith(registry.host) for tag in image.tags):
+    # Summaries only: other tests on the shared engine remove images while this one lists.
+    for image in client.api.images():
+        if any(tag.startswith(registry.host) for tag in image.get("RepoTags") or []):
             with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(image.id, force=True)
+                client.images.remove(image["Id"], force=True)
     client.close()
 
 
@@ -268,6 +269,42 @@ def test_run_once_hung_engine_bounded_by_engine_timeout_other_updated(
     assert "timed out" in engines["hung"]["error"].lower()
     # The run itself (report timestamps): the update plus at most one timeout, not 60 s.
     assert report["duration_s"] < 5 + 20
+
+
+def test_run_once_engine_hanging_mid_run_costs_one_timeout_other_updated(
+    registry: Registry,
+    images: ImageFactory,
+    start: Starter,
+    other_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """An engine that answers at start, then hangs listing its containers: one ENGINE_TIMEOUT."""
+    tag = f"{registry.host}/hangs-later:1"
+    images.build_and_push(tag, SLEEP, marker=unique("v1"))
+    here = start(tag, "here")
+    images.build_and_push(tag, SLEEP, marker=unique("v2"))
+    relay = EngineRelay(other_engine_url().removeprefix("unix://"), hang_on=b"/containers/json")
+    env = {
+        **FAST,
+        "WATCHKEEPER_STATE_DIR": str(tmp_path / "state"),
+        "WATCHKEEPER_ENGINE_TIMEOUT": "5s",
+        "WATCHKEEPER_DOCKER_HOSTS": f"here={engine_url()},stuck={relay.url}",
+    }
+    try:
+        result = run_watchkeeper("run", "--once", "--json", here.name, env=env)
+    finally:
+        relay.close()
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = result.report()
+    (row,) = report["containers"]
+    assert (row["state"], row["host"]) == ("updated", "here")
+    stuck = engines_of(report)["stuck"]
+    assert stuck["state"] == "error"
+    assert stuck["version"] == other_client.version()["Version"]
+    assert "timed out" in stuck["error"].lower()
+    # The run waited for the hung call (its recovery's listing) once: the timeout, not 60 s.
+    assert 5 <= report["duration_s"] < 5 + 20
 
 
 def test_daemon_engine_down_then_back_logs_recovered(
