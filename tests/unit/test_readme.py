@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -94,3 +95,29 @@ def test_readme_delivery_sections_name_existing_files() -> None:
         assert path in text or path.split("/")[-1] in text, path
         assert (root / path).exists(), path
     assert "docker stop -t" in text
+
+
+def _layout_section() -> str:
+    """The README's "Layout of src/watchkeeper/" list, up to the next heading."""
+    text = README.read_text()
+    start = text.index("Layout of `src/watchkeeper/`")
+    end = text.find("\n#", start)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_readme_layout_names_every_module_and_only_real_ones() -> None:
+    """Every package and module of src/watchkeeper/ is in the README's layout, and every
+    module the layout names exists: a newcomer's map matches the tree."""
+    section = _layout_section()
+    source = README.parent / "src" / "watchkeeper"
+    modules = [
+        path.relative_to(source)
+        for path in source.rglob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    ]
+    for module in modules:
+        assert f"`{module.name}`" in section, f"README layout misses {module}"
+        if len(module.parts) > 1:
+            assert f"`{module.parts[0]}/`" in section, f"README layout misses {module.parts[0]}/"
+    named = set(re.findall(r"`([a-z_]+\.py)`", section))
+    assert named <= {module.name for module in modules}, named - {m.name for m in modules}
