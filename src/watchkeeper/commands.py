@@ -57,6 +57,7 @@ def run_once_command(
     services = build_services(settings)
     with shutdown_signals(services.stop) as signals:
         runner = Runner(services, names)
+        runner.recover()  # every engine that answers is repaired before the run starts
         try:
             report = runner.perform_run("once", force=force)
         except LockBusyError:
@@ -126,7 +127,6 @@ def check_row(item: Watched, engine: str | None = None) -> dict[str, str | None]
     """One line of ``check`` output."""
     return {
         "engine": engine,
-        "kind": "container",
         "kind": "container",
         "container": item.name,
         "image": item.image_ref,

@@ -36,6 +36,7 @@ from watchkeeper.api.listen import parse_listen
 from watchkeeper.api.routes import ApiBackend, DaemonStatus
 from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.containers.engine import Engine, TlsFiles
+from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.errors import ConfigError, EngineUnreachableError
 from watchkeeper.metrics import Metrics
 from watchkeeper.notify.service import Notifications
@@ -61,6 +62,7 @@ def build_services(settings: Settings) -> Services:
     keep their own memory of it. Raises EngineUnreachableError when no engine answers (nothing
     is touched then).
     """
+    warn_if_armed()  # said at start, before any engine is touched
     engines, credentials, registry = connect(settings)
     return Services(
         settings=settings,

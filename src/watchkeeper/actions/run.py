@@ -36,7 +36,6 @@ from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.containers.engine import Engine
-from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.errors import EngineError, EngineUnreachableError
 from watchkeeper.labels import container_name
 from watchkeeper.locks import EngineLockTable, LockBusyError
@@ -225,10 +224,9 @@ def _recover_if_due(
 
 
 def recover_engines(services: Services, names: Sequence[str] = ()) -> None:
-    """At start: warn when the test-only pause hook is armed, then repair the swaps a crash
-    left on every engine that answers, each under its lock. Never raises: an engine down or
-    busy is repaired before its first run instead (``recovery.deferred``)."""
-    warn_if_armed()
+    """At start: repair the swaps a crash left on every engine that answers, each under its
+    lock. Never raises: an engine down or busy is repaired before its first run instead
+    (``recovery.deferred``)."""
     _in_parallel(services, services.engines, _recover_one, names)
 
 
