@@ -459,6 +459,30 @@ class Engine:
             box["error"] = exc
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The CA, client certificate and key one engine is reached with (README, "Many hosts")."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _client(url: str, version: str, timeout: float, tls: TlsFiles | None) -> Any:
+    """A docker-py client of ``url``; with ``tls``, HTTPS only, the server verified by the CA."""
+    tls_config = None
+    if tls is not None:
+        for path in (tls.ca, tls.cert, tls.key):
+            if not path.is_file():
+                raise OSError(f"TLS file {path} does not exist")
+        tls_config = docker.tls.TLSConfig(
+            client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
+        )
+    return docker.DockerClient(
+        base_url=url, version=version, timeout=timeout, tls=tls_config, max_pool_size=_POOL_SIZE
+    )
+
+
 class EngineEvents:
     """An open ``/events`` response: decoded messages, errors translated.
 
@@ -494,30 +518,6 @@ class EngineEvents:
             docker.types.CancellableStream(self._messages, self._response).close()
         with contextlib.suppress(Exception):
             self._response.close()
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """The CA, client certificate and key one engine is reached with (README, "Many hosts")."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def _client(url: str, version: str, timeout: float, tls: TlsFiles | None) -> Any:
-    """A docker-py client of ``url``; with ``tls``, HTTPS only, the server verified by the CA."""
-    tls_config = None
-    if tls is not None:
-        for path in (tls.ca, tls.cert, tls.key):
-            if not path.is_file():
-                raise OSError(f"TLS file {path} does not exist")
-        tls_config = docker.tls.TLSConfig(
-            client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
-        )
-    return docker.DockerClient(
-        base_url=url, version=version, timeout=timeout, tls=tls_config, max_pool_size=_POOL_SIZE
-    )
 
 
 def _pinned_client(
