@@ -27,9 +27,9 @@ def test_daemon_sigterm_during_swap_finishes_it_and_exits_0(
     images.build_and_push(tag, SLEEP, marker="v1")
     first, second = start(tag), start(tag)
     images.build_and_push(tag, SLEEP, marker="v2")
-    daemon = WatchkeeperProcess(
-        "run", first.name, second.name, env={**FAST, "WATCHKEEPER_STABILITY_WINDOW": "3s"}
-    )
+    # One group at a time, so that the second swap has not started when the signal comes.
+    env = {**FAST, "WATCHKEEPER_STABILITY_WINDOW": "3s", "WATCHKEEPER_UPDATE_CONCURRENCY": "1"}
+    daemon = WatchkeeperProcess("run", first.name, second.name, env=env)
     try:
         daemon.wait_for("startup")
         daemon.wait_for("container.started")

@@ -61,7 +61,13 @@ def test_run_once_signal_mid_swap_finishes_swap_skips_rest_exits_128_plus_n(
         images.build_and_push(tag, SLEEP, marker=unique("v2"))
     pauses = tmp_path / "pauses"
     pauses.mkdir()
-    env = {**FAST, PAUSE_AT_VARIABLE: "health_wait", PAUSE_DIR_VARIABLE: str(pauses)}
+    env = {
+        **FAST,
+        PAUSE_AT_VARIABLE: "health_wait",
+        PAUSE_DIR_VARIABLE: str(pauses),
+        # One group at a time, so that the second group has not started when the signal comes.
+        "WATCHKEEPER_UPDATE_CONCURRENCY": "1",
+    }
     process = Watchkeeper("run", "--once", "--json", *names, env=env)
     try:
         process.wait_for("test.paused", step="health_wait")
