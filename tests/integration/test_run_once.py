@@ -101,7 +101,7 @@ def test_check_table_stdout_holds_only_the_table(
     assert result.returncode == 0, result.stderr[-3000:]
     header, *rows = result.stdout.splitlines()
     assert header.split()[:2] == ["ENGINE", "CONTAINER"]  # the engine column comes first
-    verdicts = {row.split()[0]: row.split()[4] for row in rows}
+    verdicts = {row.split()[1]: row.split()[5] for row in rows}
     assert verdicts == {stale.name: "stale", fresh.name: "fresh"}
     assert "{" not in result.stdout
     logged = {e["event"] for e in CliResult(0, "", result.stderr).events()}
