@@ -2,42 +2,34 @@
 
 Each returns its exit code; ``cli`` maps the errors that escape (configuration, unreachable
 engine) to 2 and 3.
+
+Each command imports what it uses inside itself (README, "Speed"): ``healthcheck`` reads a file
+or asks ``/healthz`` without loading docker-py or the registry client, ``notify`` never loads
+the engine's side, and the run's wiring (``daemon.py``) loads FastAPI, uvicorn and APScheduler
+only for the daemon that uses them.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import structlog
 
-from watchkeeper.actions.check import Watched, check_containers
-from watchkeeper.actions.run import connect_engine
-from watchkeeper.actions.select import select_containers
-from watchkeeper.actions.services import check_only, check_row_of
-from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.api.listen import parse_listen
-from watchkeeper.containers.endpoints import EngineHandle
-from watchkeeper.daemon import (
-    HEARTBEAT_EVERY_S,
-    Runner,
-    build_services,
-    connect,
-    heartbeat_age,
-    serve,
-    shutdown_signals,
-)
 from watchkeeper.errors import ConfigError, EngineError, EngineUnreachableError
+from watchkeeper.heartbeat import HEARTBEAT_EVERY_S, heartbeat_age
 from watchkeeper.locks import LockBusyError
-from watchkeeper.notify.channels import build_notifiers
-from watchkeeper.notify.render import render_plain
-from watchkeeper.notify.service import Notifications
-from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.settings import Settings
+
+if TYPE_CHECKING:
+    from watchkeeper.actions.check import Watched
+    from watchkeeper.containers.endpoints import EngineHandle
+    from watchkeeper.registry.digest import RegistryClient
 
 log = structlog.get_logger()
 
@@ -54,6 +46,8 @@ def run_once_command(
     recovery to the end of the run. Raises LockBusyError when another watchkeeper kept an
     engine busy for LOCK_TIMEOUT (nothing touched).
     """
+    from watchkeeper.daemon import Runner, build_services, shutdown_signals
+
     services = build_services(settings)
     with shutdown_signals(services.stop) as signals:
         runner = Runner(services, names)
@@ -75,6 +69,8 @@ def run_once_command(
 
 def daemon(settings: Settings, names: Sequence[str]) -> int:
     """The long-running daemon; 0 after a clean stop, 1 when it left a run unfinished."""
+    from watchkeeper.daemon import Runner, build_services, serve, shutdown_signals
+
     services = build_services(settings)
     with shutdown_signals(services.stop):
         runner = Runner(services, names)
@@ -91,6 +87,10 @@ def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     Exit 1 when a registry or an engine failed (an engine that does not answer is one row
     in ``error``); EngineUnreachableError (exit 3) only when no engine answers.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from watchkeeper.daemon import connect
+
     handles, _, registry = connect(settings)
     workers = min(settings.host_concurrency, len(handles))
     with registry.shared_run(), ThreadPoolExecutor(max_workers=workers) as pool:
@@ -107,9 +107,14 @@ def _check_engine(
     handle: EngineHandle, registry: RegistryClient, settings: Settings, names: Sequence[str]
 ) -> list[dict[str, str | None]]:
     """The ``check`` rows of one engine; one ``error`` row when it cannot be listed."""
+    from watchkeeper.actions.check import check_containers, select_on_engine
+    from watchkeeper.actions.run import connect_engine
+    from watchkeeper.actions.services import check_only, check_row_of
+    from watchkeeper.actions.versions import apply_update_rules
+
     try:
         engine = connect_engine(handle)
-        selected, _ = select_containers(engine.list_containers(all=True), settings, names)
+        selected, _ = select_on_engine(engine, settings, names)
         # A Swarm manager's services (README, "Swarm"), in the same columns.
         services = [check_row_of(s) for s in check_only(engine, registry, settings, names)]
     except (EngineUnreachableError, EngineError) as exc:
@@ -183,6 +188,10 @@ def notify(settings: Settings, subject: str, body: str | None, body_file: str | 
     Raises:
         ConfigError: no channel is configured, or the body file cannot be read.
     """
+    from watchkeeper.notify.channels import build_notifiers
+    from watchkeeper.notify.render import render_plain
+    from watchkeeper.notify.service import Notifications
+
     if body_file is not None:
         body = read_body_file(body_file)
     notifiers = build_notifiers(settings)
@@ -223,12 +232,18 @@ def healthcheck(settings: Settings) -> int:
 
 
 def api_alive(listen: str, timeout: float = 5.0) -> bool:
-    """True when ``GET /healthz`` on the API address (wildcards mean loopback) answers 200."""
+    """True when ``GET /healthz`` on the API address (wildcards mean loopback) answers 200.
+
+    The standard library's client, not httpx: the image's HEALTHCHECK runs this every 30 s
+    within 10 s, and one GET needs no HTTP stack loaded for it.
+    """
     host, port = parse_listen(listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    if ":" in host:
-        host = f"[{host}]"
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        return httpx.get(f"http://{host}:{port}/healthz", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()

@@ -26,32 +26,34 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
 from watchkeeper import __version__
 from watchkeeper.actions.run import Services, connect_engine, recover_engines, run_once
-from watchkeeper.api.app import ApiServer, create_app
 from watchkeeper.api.listen import parse_listen
-from watchkeeper.api.routes import ApiBackend, DaemonStatus
 from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.containers.engine import Engine, TlsFiles
 from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.errors import ConfigError, EngineUnreachableError
+from watchkeeper.heartbeat import HEARTBEAT_EVERY_S, write_heartbeat
 from watchkeeper.metrics import Metrics
 from watchkeeper.notify.service import Notifications
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.report import Report
-from watchkeeper.scheduler import RunQueue, Schedule
 from watchkeeper.settings import Settings
 from watchkeeper.settings.values import DEFAULT_SOCKET_URL, engine_entries
 from watchkeeper.state import StateStore
 
-log = structlog.get_logger()
+if TYPE_CHECKING:
+    # The API (FastAPI, uvicorn) and the schedule (APScheduler) are imported by the Daemon
+    # itself: ``run --once`` and ``check`` use this module's wiring and need neither.
+    from watchkeeper.api.app import ApiServer
+    from watchkeeper.api.routes import DaemonStatus
 
-HEARTBEAT_FILE = "heartbeat"
-HEARTBEAT_EVERY_S = 10.0
+log = structlog.get_logger()
 
 
 def build_services(settings: Settings) -> Services:
@@ -234,6 +236,8 @@ class Daemon:
     """The parts of a running daemon: run queue, schedule, API (notifications: the Runner's)."""
 
     def __init__(self, runner: Runner) -> None:
+        from watchkeeper.scheduler import RunQueue, Schedule  # APScheduler: the daemon's alone
+
         self.runner = runner
         self.settings = runner.services.settings
         self.metrics = runner.metrics
@@ -246,6 +250,10 @@ class Daemon:
 
     def _build_api(self) -> ApiServer:
         """Bind the API socket now. Raises ConfigError naming HTTP_API_LISTEN when it cannot."""
+        # Imported here: FastAPI and uvicorn are loaded only when HTTP_API_TOKEN turns the API on.
+        from watchkeeper.api.app import ApiServer, create_app
+        from watchkeeper.api.routes import ApiBackend
+
         assert self.settings.http_api_token is not None
         host, port = parse_listen(self.settings.http_api_listen)
         try:
@@ -289,6 +297,8 @@ class Daemon:
 
     def status(self) -> DaemonStatus:
         """What ``GET /v1/status`` shows."""
+        from watchkeeper.api.routes import DaemonStatus  # loaded already when the API is on
+
         return DaemonStatus(
             last_report=self.runner.last_report,
             next_run=self.schedule.next_run_time(),
@@ -415,20 +425,3 @@ def shutdown_signals(stop: threading.Event) -> Iterator[ShutdownSignals]:
         yield signals
     finally:
         signals.restore()
-
-
-def write_heartbeat(state_dir: Path) -> None:
-    """Touch the heartbeat file that ``watchkeeper healthcheck`` reads when the API is off."""
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / HEARTBEAT_FILE).write_text(str(time.time()))
-    except OSError as exc:
-        log.warning("daemon.heartbeat_failed", error=str(exc))
-
-
-def heartbeat_age(state_dir: Path) -> float | None:
-    """Seconds since the last heartbeat, None when there is none."""
-    try:
-        return time.time() - float((state_dir / HEARTBEAT_FILE).read_text())
-    except (OSError, ValueError):
-        return None

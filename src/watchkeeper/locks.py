@@ -26,11 +26,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import WatchkeeperError
+
+if TYPE_CHECKING:  # only annotations: the CLI imports this module, and healthcheck needs no docker
+    from watchkeeper.containers.engine import Engine
 
 log = structlog.get_logger()
 

@@ -4,15 +4,18 @@
 ``SENDGRID_API_KEY`` is set, SMTP when ``SMTP_HOST`` is (``WATCHTOWER_NOTIFICATION_EMAIL_SERVER``
 with ``WATCHTOWER_NOTIFICATIONS=email``), one Apprise channel per ``NOTIFICATION_URLS`` entry.
 Several can be on at once; each message goes through all of them (``notify.service``).
+
+Each channel's module is imported in its own branch: a channel that is off costs nothing, not
+even its library (the SendGrid client, Apprise and its plugins).
 """
 
 from __future__ import annotations
 
-from watchkeeper.notify.apprise_channel import build_apprise_notifiers
-from watchkeeper.notify.base import Notifier
-from watchkeeper.notify.sendgrid import SendGridNotifier
-from watchkeeper.notify.smtp import SMTPNotifier
-from watchkeeper.settings import Settings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from watchkeeper.notify.base import Notifier
+    from watchkeeper.settings import Settings
 
 BASE_CATEGORY = "watchkeeper"
 
@@ -25,6 +28,8 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
     """
     notifiers: list[Notifier] = []
     if settings.sendgrid_api_key is not None and settings.email_from:
+        from watchkeeper.notify.sendgrid import SendGridNotifier
+
         tag = settings.notification_title_tag
         notifiers.append(
             SendGridNotifier(
@@ -36,6 +41,8 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
             )
         )
     if settings.smtp_host and settings.email_from:
+        from watchkeeper.notify.smtp import SMTPNotifier
+
         password = settings.smtp_password
         notifiers.append(
             SMTPNotifier(
@@ -50,5 +57,7 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
             )
         )
     if settings.notification_urls is not None:
+        from watchkeeper.notify.apprise_channel import build_apprise_notifiers
+
         notifiers += build_apprise_notifiers(settings.notification_urls.get_secret_value())
     return notifiers

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import structlog
 
 from watchkeeper.errors import ConfigError
 from watchkeeper.notify.base import Message
 from watchkeeper.report import ContainerOutcome, Report, State
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE_SETTING = "NOTIFICATION_TEMPLATE_DIR"
 HTML_TEMPLATE = "report.html.j2"
@@ -160,6 +162,9 @@ def render_subject(report: Report, title_tag: str | None = None) -> str:
 
 def build_environment(template_dir: str | None = None) -> jinja2.Environment:
     """A Jinja2 environment: the user's ``template_dir`` first, then the built-in templates."""
+    # Imported here, at the first message rendered: a run with no channel never loads Jinja2.
+    import jinja2
+
     loaders: list[jinja2.BaseLoader] = []
     if template_dir:
         loaders.append(jinja2.FileSystemLoader(template_dir))
@@ -206,6 +211,8 @@ def render_report(
         ConfigError: a user's template (``NOTIFICATION_TEMPLATE_DIR``) is malformed or uses an
             undefined name; callers in a run must catch it like any notification failure.
     """
+    import jinja2  # loaded by build_environment; here for its error class
+
     env = build_environment(str(template_dir) if template_dir else None)
     context = build_context(report, title_tag)
     try:
@@ -278,6 +285,8 @@ def check_templates(template_dir: str | Path) -> None:
 
 def _describe(exc: jinja2.TemplateError) -> str:
     """``name:line: message`` for syntax errors, the message for the rest."""
+    import jinja2  # loaded already: only a render error gets here
+
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"{exc.name or exc.filename}:{exc.lineno}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
