@@ -1,0 +1,342 @@
+"""What ``scripts/benchmark.py`` and its parts share: figures, processes, containers, the table.
+
+Pure helpers (median, ratio, the Markdown table) are unit-tested in
+``tests/unit/test_benchmark_helpers.py``; the rest drives real processes and engines and is
+exercised by running the benchmark. Everything created carries the test label and is removed by
+:class:`Workspace` even when a measure fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402 (after the sys.path line)
+import docker.errors  # noqa: E402
+from tests.support.engine_objects import (  # noqa: E402
+    BUSYBOX_APPLETS,
+    RUN_ID,
+    TEST_LABEL,
+    ImageFactory,
+    Registry,
+    remove_images_of,
+    remove_test_objects,
+    start_registry,
+)
+
+LABELS = {TEST_LABEL: RUN_ID}
+SLEEP = 'CMD ["sleep", "3600"]'
+HTTPD = 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]'
+SECOND_ENGINE = "unix:///run/watchkeeper-test/docker26.sock"
+# Log levels above warning: what the soak must never see.
+SEVERE = frozenset({"error", "critical", "exception", "fatal"})
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (the middle one of an odd count, the mean of the two middle ones else)."""
+    if not values:
+        raise ValueError("median of nothing")
+    return float(statistics.median(values))
+
+
+def ratio(value: float, reference: float) -> float:
+    """``value / reference``; a reference of zero is an error, not infinity."""
+    if reference <= 0:
+        raise ValueError(f"reference {reference} is not positive")
+    return value / reference
+
+
+def spread(values: Sequence[float], unit: str = " s", digits: int = 2) -> str:
+    """``median (min-max)`` of repeated measures, e.g. ``0.41 s (0.39-0.47)``."""
+    mid = f"{median(values):.{digits}f}{unit}"
+    if len(values) < 2:
+        return mid
+    return f"{mid} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table; every row must have the header's width."""
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"row {row!r} has {len(row)} cells, header {len(header)}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def parse_status(text: str) -> dict[str, float]:
+    """``VmRSS``/``VmHWM`` (MiB) and ``Threads`` from the text of ``/proc/PID/status``."""
+    wanted = {"VmRSS": "rss_mib", "VmHWM": "peak_rss_mib", "Threads": "threads"}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in wanted:
+            number = float(value.split()[0])
+            found[wanted[key]] = number / 1024 if key.startswith("Vm") else number
+    return found
+
+
+def severe_lines(lines: Sequence[str]) -> list[str]:
+    """The JSON log lines whose level is above warning (text lines count: a traceback)."""
+    out = []
+    for line in lines:
+        try:
+            level = str(json.loads(line).get("level", "")).lower()
+        except (ValueError, AttributeError):
+            level = "error" if line.strip() else ""
+        if level in SEVERE:
+            out.append(line)
+    return out
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def base_env(state_dir: str | None = None) -> dict[str, str]:
+    """The environment of a measured watchkeeper: JSON logs, its own state directory."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "WATCHKEEPER_LOG_FORMAT": "json",
+        "WATCHKEEPER_STATE_DIR": state_dir or tempfile.mkdtemp(prefix="wk-bench-"),
+    }
+
+
+@dataclass
+class ProcessRun:
+    """One ``watchkeeper`` process: its report (last stdout line), wall time, peak RSS, logs."""
+
+    report: dict[str, Any]
+    wall_s: float
+    max_rss_mib: float
+    log_lines: list[str]
+    state_dir: str
+
+
+def run_watchkeeper(*args: str, env: dict[str, str], timeout: float = 600) -> ProcessRun:
+    """Run ``watchkeeper ARGS`` to its exit; the peak RSS is the kernel's (``wait4``)."""
+    full_env = {**base_env(), **env}
+    with tempfile.TemporaryFile("w+") as errors:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper", *args],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        log_lines = errors.read().splitlines()
+    lines = out.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"watchkeeper {args} printed no report: {log_lines[-5:]}")
+    return ProcessRun(
+        json.loads(lines[-1]),
+        wall,
+        usage.ru_maxrss / 1024,
+        log_lines,
+        full_env["WATCHKEEPER_STATE_DIR"],
+    )
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    """RSS now and at peak (MiB), threads and open file descriptors of a live process."""
+    stats = parse_status(Path(f"/proc/{pid}/status").read_text())
+    stats["fds"] = float(len(os.listdir(f"/proc/{pid}/fd")))
+    return stats
+
+
+class Daemon:
+    """``watchkeeper`` (the daemon) as a child process; its JSON log read in a thread.
+
+    Counts ``run.finished`` lines so that a measure can wait for the Nth run, and keeps every
+    line above warning.
+    """
+
+    def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
+        self.env = {**base_env(), **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.runs = 0
+        self.levels: Counter[str] = Counter()
+        self.severe: list[str] = []
+        self.events: Counter[str] = Counter()
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self._count(line)
+                self._changed.notify_all()
+
+    def _count(self, line: str) -> None:
+        try:
+            entry = json.loads(line)
+            level, event = str(entry.get("level", "")).lower(), str(entry.get("event", ""))
+        except (ValueError, AttributeError):
+            level, event = ("error" if line.strip() else ""), ""
+        self.levels[level] += 1
+        self.events[event] += 1
+        if level in SEVERE:
+            self.severe.append(line.rstrip())
+        if event == "run.finished":
+            self.runs += 1
+
+    def wait_runs(self, count: int, timeout: float) -> None:
+        """Block until ``count`` runs finished. Raises RuntimeError on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.runs < count:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited ({self.proc.returncode}): {self.severe}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{self.runs} of {count} runs within {timeout} s")
+                self._changed.wait(min(left, 1.0))
+
+    def stats(self) -> dict[str, float]:
+        return proc_stats(self.pid)
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after 30 s; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        return int(self.proc.returncode)
+
+
+# -- engines, images, containers --------------------------------------------------------------
+
+
+class Workspace:
+    """A registry, a busybox root to build from, and the engine's client; all removed at the end.
+
+    Containers are removed by the test label on every engine the workspace was told about
+    (:meth:`client_of`), images under the registry's host likewise.
+    """
+
+    def __init__(self) -> None:
+        self.client = docker.from_env(timeout=300)
+        self.work = Path(tempfile.mkdtemp(prefix="wk-bench-"))
+        root = self.work / "r"
+        (root / "bin").mkdir(parents=True)
+        (root / "www").mkdir()
+        (root / "www" / "index.html").write_text("ok\n")
+        (root / "bin" / "busybox").write_bytes(Path("/bin/busybox").read_bytes())
+        (root / "bin" / "busybox").chmod(0o755)
+        for applet in BUSYBOX_APPLETS:
+            (root / "bin" / applet).symlink_to("busybox")
+        self.registry: Registry = start_registry(self.work / "registry")
+        self.factory = ImageFactory(self.client, root)
+        self.others: dict[str, docker.DockerClient] = {}
+
+    def client_of(self, url: str) -> docker.DockerClient:
+        """A client of another engine, cleaned up with the workspace."""
+        if url not in self.others:
+            self.others[url] = docker.DockerClient(base_url=url, timeout=300)
+        return self.others[url]
+
+    def close(self) -> None:
+        """Remove every labelled container and every image of the registry; stop it."""
+        for client in [self.client, *self.others.values()]:
+            with contextlib.suppress(docker.errors.APIError, OSError):
+                remove_test_objects(client)
+        self.registry.stop()
+        for client in [self.client, *self.others.values()]:
+            with contextlib.suppress(docker.errors.APIError, OSError):
+                remove_images_of(client, self.registry.host)
+
+    def push_images(self, names: Sequence[str], cmd: str, marker: str) -> list[str]:
+        """Build and push ``REGISTRY/NAME:1`` for every name (in a few threads); the tags."""
+        tags = [f"{self.registry.host}/{name}:1" for name in names]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda t: self.factory.build_and_push(t, cmd, marker=marker), tags))
+        return tags
+
+
+@dataclass
+class Spec:
+    """One container to create: name, image, and for a web server its published port."""
+
+    name: str
+    image: str
+    port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def create_containers(client: docker.DockerClient, specs: Sequence[Spec], workers: int = 8) -> None:
+    """Create and start every container in ``workers`` threads, each with the test label."""
+
+    def one(spec: Spec) -> None:
+        options: dict[str, Any] = {"name": spec.name, "detach": True, "labels": LABELS}
+        if spec.port is not None:
+            # init: as PID 1 httpd would ignore SIGTERM and every stop would wait its timeout.
+            options.update(init=True, ports={"8080/tcp": ("127.0.0.1", spec.port)})
+        client.containers.run(spec.image, **options, **spec.extra)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, specs))
+
+
+def remove_containers(client: docker.DockerClient, names: Sequence[str], workers: int = 8) -> None:
+    """Remove the named containers (and whatever replaced them under the name), in threads."""
+
+    def one(name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(name, force=True)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, names))
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Workspace]:
+    """A :class:`Workspace`, closed whatever happens."""
+    space = Workspace()
+    try:
+        yield space
+    finally:
+        space.close()
