@@ -8,12 +8,17 @@ client's request and error counts are read at scrape time by a custom collector,
 never drift from the counters the client keeps.
 
 Names (all prefixed ``watchkeeper_``): ``runs_total{trigger,outcome}``,
-``run_duration_seconds``, ``containers{state}`` (last run), ``container_outcomes_total{state}``,
-``rollbacks_total``, ``registry_requests_total{registry}``, ``registry_errors_total{registry}``,
+``run_duration_seconds``, ``containers{engine,state}`` (last run),
+``container_outcomes_total{engine,state}``, ``rollbacks_total{engine}``,
+``registry_requests_total{registry}``, ``registry_errors_total{registry}``,
 ``notifications_sent_total{channel}``, ``notifications_failed_total{channel}``,
 ``last_success_timestamp_seconds``, ``run_in_progress``, ``runs_queued``, ``info{version}``,
-``engine_up{engine}`` and ``engine_containers{engine,state}`` (last run; the per-engine view of
-``containers``, whose labels stay as they were for existing dashboards).
+``engine_up{engine}`` and ``engine_containers{engine,state}`` (the same values as
+``containers``, kept for dashboards built on it).
+
+Every per-container metric carries ``engine`` (CONTRACT §11): the engine's name, as in the
+report rows' ``host`` and ``engine_up``. Each engine of a run gets every state, 0 included,
+so that a state that empties goes to 0 instead of keeping its last value.
 
 A run is a ``failure`` (and the last-success time stays where it was) when a container failed
 or was rolled back, or an engine failed during the run: an engine whose containers could not
@@ -42,6 +47,17 @@ def run_outcome(report: Report) -> str:
     """``failure`` when an update failed or was rolled back or an engine failed, else
     ``success``."""
     return "failure" if report.has_failures else "success"
+
+
+def engine_counts(report: Report) -> dict[str, dict[State, int]]:
+    """Rows per state for every engine of the run (its ``engines``, then any other row
+    ``host``), every state present: an engine in error has all zeros."""
+    counts: dict[str, dict[State, int]] = {}
+    for engine in report.engines:
+        counts.setdefault(engine.name, dict.fromkeys(State, 0))
+    for row in report.containers:
+        counts.setdefault(row.host or "", dict.fromkeys(State, 0))[row.state] += 1
+    return counts
 
 
 class RegistryCollector(Collector):
@@ -86,22 +102,26 @@ class Metrics:
             registry=r,
         )
         self.containers = Gauge(
-            "watchkeeper_containers", "Containers of the last run, by state", ["state"], registry=r
+            "watchkeeper_containers",
+            "Containers of the last run, by engine and state",
+            ["engine", "state"],
+            registry=r,
         )
         self.container_outcomes = Counter(
             "watchkeeper_container_outcomes",
-            "Container outcomes of every run, by state",
-            ["state"],
+            "Container outcomes of every run, by engine and state",
+            ["engine", "state"],
             registry=r,
         )
         self.rollbacks = Counter(
-            "watchkeeper_rollbacks", "Containers put back after a failed update", registry=r
+            "watchkeeper_rollbacks",
+            "Containers put back after a failed update, by engine",
+            ["engine"],
+            registry=r,
         )
         self._init_notifications_and_time(r)
         if registry_client is not None:
             r.register(RegistryCollector(registry_client))
-        for state in State:
-            self.containers.labels(state=str(state)).set(0)
 
     def _init_notifications_and_time(self, r: CollectorRegistry) -> None:
         self.notifications_sent = Counter(
@@ -150,17 +170,16 @@ class Metrics:
         """Count a finished run and its containers."""
         self.runs.labels(trigger=trigger, outcome=run_outcome(report)).inc()
         self.run_duration.observe(report.duration_s)
-        counts = report.counts()
-        for state in State:
-            self.containers.labels(state=str(state)).set(counts[str(state)])
-            if counts[str(state)]:
-                self.container_outcomes.labels(state=str(state)).inc(counts[str(state)])
-        self.rollbacks.inc(counts[str(State.ROLLED_BACK)])
         for engine in report.engines:
             self.engine_up.labels(engine=engine.name).set(engine.state is EngineState.OK)
+        for name, counts in engine_counts(report).items():
             for state in State:
-                rows = [c for c in report.containers if c.host == engine.name and c.state is state]
-                self.engine_containers.labels(engine=engine.name, state=str(state)).set(len(rows))
+                count = counts[state]
+                self.containers.labels(engine=name, state=str(state)).set(count)
+                self.engine_containers.labels(engine=name, state=str(state)).set(count)
+                if count:
+                    self.container_outcomes.labels(engine=name, state=str(state)).inc(count)
+            self.rollbacks.labels(engine=name).inc(counts[State.ROLLED_BACK])
         if not report.has_failures:
             self.last_success.set(time.time())
 

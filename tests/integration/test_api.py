@@ -105,9 +105,10 @@ def test_api_daemon_token_update_status_metrics(
 
         text = daemon.get("/v1/metrics").text
         assert metric(text, "watchkeeper_runs_total", trigger="api", outcome="success") == 1
-        assert metric(text, "watchkeeper_containers", state="updated") == 1
-        assert metric(text, "watchkeeper_containers", state="fresh") == 0
-        assert metric(text, "watchkeeper_rollbacks_total") == 0
+        engine = row["host"]
+        assert metric(text, "watchkeeper_containers", engine=engine, state="updated") == 1
+        assert metric(text, "watchkeeper_containers", engine=engine, state="fresh") == 0
+        assert metric(text, "watchkeeper_rollbacks_total", engine=engine) == 0
         assert metric(text, "watchkeeper_run_duration_seconds_count") == 1
         requests = metric(text, "watchkeeper_registry_requests_total", registry=registry.host)
         assert (requests or 0) >= 2, "GET /v2/ and the HEAD of the manifest"

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 import pytest
 from docker.models.containers import Container
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.certs import CertificateAuthority
 from tests.conftest import ImageFactory, Registry, engine_url, run_watchkeeper
@@ -31,6 +32,8 @@ from tests.integration.safety_support import (
     events_of,
     unique,
 )
+from tests.integration.test_api import ApiDaemon, metric
+from tests.integration.test_api import quiet as api_quiet
 from tests.sinks import SendGridSink
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
@@ -151,6 +154,62 @@ def test_run_once_two_engines_stale_on_each_updated_rows_and_engines_named(
     new_there = other_client.containers.get(there.name)
     assert new_there.id != there.id
     assert new_there.attrs["Image"] == rows[there.name]["new_image_id"]
+
+
+def test_daemon_metrics_per_container_series_carry_their_engine(
+    registry: Registry,
+    images: ImageFactory,
+    start: Starter,
+    other_client: docker.DockerClient,
+    labels: dict[str, str],
+    name_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """After a daemon's run over two engines, /v1/metrics gives every per-container series the
+    engine of its rows (the rows' ``host``, as ``engine_up``): one engine updated, one fresh."""
+    stale_tag = f"{registry.host}/metrics-here:1"
+    images.build_and_push(stale_tag, SLEEP, marker=unique("v1"))
+    here = start(stale_tag, "here")
+    images.build_and_push(stale_tag, SLEEP, marker=unique("v2"))
+    fresh_tag = f"{registry.host}/metrics-there:1"
+    images.build_and_push(fresh_tag, SLEEP, marker=unique("v1"))
+    there = start_on(other_client, fresh_tag, f"{name_prefix}-there", labels)
+    env = api_quiet(
+        WATCHKEEPER_STATE_DIR=str(tmp_path / "state"),
+        WATCHKEEPER_DOCKER_HOSTS=f"here={engine_url()},there={other_engine_url()}",
+    )
+    daemon = ApiDaemon(here.name, there.name, env=env)
+    try:
+        daemon.wait_for("startup")
+        response = daemon.update()
+        assert response.status_code == 200, response.text
+        text = daemon.get("/v1/metrics").text
+    finally:
+        assert daemon.stop() == 0
+
+    rows = {row["name"]: row for row in response.json()["containers"]}
+    assert (rows[here.name]["host"], rows[here.name]["state"]) == ("here", "updated")
+    assert (rows[there.name]["host"], rows[there.name]["state"]) == ("there", "fresh")
+    expected = {("here", "updated"): 1, ("here", "fresh"): 0}
+    expected |= {("there", "fresh"): 1, ("there", "updated"): 0, ("there", "failed"): 0}
+    for (engine, state), count in expected.items():
+        assert metric(text, "watchkeeper_containers", engine=engine, state=state) == count
+        assert metric(text, "watchkeeper_engine_containers", engine=engine, state=state) == count
+    outcomes = "watchkeeper_container_outcomes_total"
+    assert metric(text, outcomes, engine="here", state="updated") == 1
+    assert metric(text, outcomes, engine="there", state="fresh") == 1
+    assert metric(text, outcomes, engine="there", state="updated") is None
+    for engine in ("here", "there"):
+        assert metric(text, "watchkeeper_rollbacks_total", engine=engine) == 0
+        assert metric(text, "watchkeeper_engine_up", engine=engine) == 1
+    per_container = ("watchkeeper_containers", outcomes, "watchkeeper_rollbacks_total")
+    engines_seen = {
+        sample.labels.get("engine")
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in per_container
+    }
+    assert engines_seen == {"here", "there"}
 
 
 def test_check_same_image_on_two_engines_one_head(

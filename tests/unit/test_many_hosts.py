@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.test_metrics import value
 from watchkeeper.daemon import tls_files
@@ -125,9 +126,27 @@ def test_render_report_rows_grouped_by_engine_unreachable_one_named() -> None:
 
 
 def test_metrics_engine_containers_and_engine_up_per_engine() -> None:
-    """Per-engine container counts and engine_up after a run of three engines."""
+    """Per-engine container counts and engine_up after a run of three engines; every
+    per-container metric carries the engine of the row, the unreachable one all zeros."""
     metrics = Metrics()
     metrics.record_run("once", two_engine_report())
+    assert value(metrics, "watchkeeper_containers", engine="a", state="updated") == 1
+    assert value(metrics, "watchkeeper_containers", engine="a", state="fresh") == 0
+    assert value(metrics, "watchkeeper_containers", engine="b", state="fresh") == 1
+    assert value(metrics, "watchkeeper_containers", engine="c", state="fresh") == 0
+    assert value(metrics, "watchkeeper_container_outcomes_total", engine="a", state="updated") == 1
+    assert (
+        value(metrics, "watchkeeper_container_outcomes_total", engine="b", state="updated") is None
+    )
+    assert value(metrics, "watchkeeper_rollbacks_total", engine="b") == 0
+    unlabelled = [
+        sample
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+        if sample.name.startswith(("watchkeeper_container", "watchkeeper_rollbacks"))
+        and "engine" not in sample.labels
+    ]
+    assert unlabelled == []
     assert value(metrics, "watchkeeper_engine_containers", engine="a", state="updated") == 1
     assert value(metrics, "watchkeeper_engine_containers", engine="b", state="fresh") == 1
     assert value(metrics, "watchkeeper_engine_containers", engine="b", state="updated") == 0

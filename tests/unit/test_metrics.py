@@ -25,10 +25,11 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 def report_of(*states: State) -> Report:
-    """A finished report with one container per state."""
+    """A finished report of the engine ``local`` with one container per state."""
     report = Report(host="h")
+    report.add_engine(EngineOutcome("local"))
     for i, state in enumerate(states):
-        report.add(ContainerOutcome(name=f"c{i}", image="img:1", state=state))
+        report.add(ContainerOutcome(name=f"c{i}", image="img:1", state=state, host="local"))
     return report.finish()
 
 
@@ -37,10 +38,10 @@ def test_metrics_record_run_counts_trigger_outcome_and_states() -> None:
     metrics = Metrics()
     metrics.record_run("api", report_of(State.UPDATED, State.ROLLED_BACK, State.FRESH))
     assert value(metrics, "watchkeeper_runs_total", trigger="api", outcome="failure") == 1
-    assert value(metrics, "watchkeeper_containers", state="updated") == 1
-    assert value(metrics, "watchkeeper_containers", state="rolled_back") == 1
-    assert value(metrics, "watchkeeper_containers", state="failed") == 0
-    assert value(metrics, "watchkeeper_rollbacks_total") == 1
+    assert value(metrics, "watchkeeper_containers", engine="local", state="updated") == 1
+    assert value(metrics, "watchkeeper_containers", engine="local", state="rolled_back") == 1
+    assert value(metrics, "watchkeeper_containers", engine="local", state="failed") == 0
+    assert value(metrics, "watchkeeper_rollbacks_total", engine="local") == 1
     assert value(metrics, "watchkeeper_run_duration_seconds_count") == 1
     assert value(metrics, "watchkeeper_last_success_timestamp_seconds") == 0
 
@@ -50,9 +51,11 @@ def test_metrics_containers_gauge_shows_last_run_counter_accumulates() -> None:
     metrics = Metrics()
     metrics.record_run("schedule", report_of(State.UPDATED, State.UPDATED))
     metrics.record_run("schedule", report_of(State.FRESH, State.FRESH))
-    assert value(metrics, "watchkeeper_containers", state="updated") == 0
-    assert value(metrics, "watchkeeper_containers", state="fresh") == 2
-    assert value(metrics, "watchkeeper_container_outcomes_total", state="updated") == 2
+    assert value(metrics, "watchkeeper_containers", engine="local", state="updated") == 0
+    assert value(metrics, "watchkeeper_containers", engine="local", state="fresh") == 2
+    assert (
+        value(metrics, "watchkeeper_container_outcomes_total", engine="local", state="updated") == 2
+    )
     assert value(metrics, "watchkeeper_runs_total", trigger="schedule", outcome="success") == 2
     success = value(metrics, "watchkeeper_last_success_timestamp_seconds")
     assert (success or 0) > 0
@@ -112,7 +115,6 @@ def test_metrics_engine_error_counts_failure_keeps_last_success() -> None:
     metrics = Metrics()
     report = report_of(State.FRESH)
     report.add_engine(EngineOutcome("edge-1", EngineState.ERROR, "list containers: refused"))
-    report.add_engine(EngineOutcome("local"))
     metrics.record_run("schedule", report)
     assert value(metrics, "watchkeeper_runs_total", trigger="schedule", outcome="failure") == 1
     assert value(metrics, "watchkeeper_last_success_timestamp_seconds") == 0
