@@ -1,0 +1,108 @@
+"""The pure helpers of ``scripts/benchmark.py``: figures, the table, /proc parsing, IDs, grid.
+
+The benchmark itself measures (never a test: no timed asserts); what it computes from the
+measures is checked here, so that the README's table cannot be wrong by arithmetic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (scripts/ is not a package; its modules import each other)."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+support = load("bench_support")
+engines = load("bench_engines")
+sim = load("bench_sim")
+
+STATUS = """Name:\tpython3
+VmPeak:\t  300000 kB
+VmHWM:\t   81920 kB
+VmRSS:\t   78848 kB
+Threads:\t9
+"""
+
+
+def test_median_odd_even_and_empty() -> None:
+    assert support.median([3.0, 1.0, 2.0]) == 2.0
+    assert support.median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    with pytest.raises(ValueError, match="nothing"):
+        support.median([])
+
+
+def test_ratio_and_zero_reference() -> None:
+    assert support.ratio(1.5, 1.0) == 1.5
+    with pytest.raises(ValueError, match="not positive"):
+        support.ratio(1.0, 0.0)
+
+
+def test_spread_median_and_range() -> None:
+    assert support.spread([0.47, 0.39, 0.41]) == "0.41 s (0.39-0.47)"
+    assert support.spread([11, 11], "", 0) == "11 (11-11)"
+    assert support.spread([79.42], " MiB", 1) == "79.4 MiB"
+
+
+def test_markdown_table_rows_and_width_checked() -> None:
+    text = support.markdown_table(["measure", "value"], [["a", "1"], ["b", "2"]])
+    assert text.splitlines() == ["| measure | value |", "|---|---|", "| a | 1 |", "| b | 2 |"]
+    with pytest.raises(ValueError, match="cells"):
+        support.markdown_table(["measure", "value"], [["a"]])
+
+
+def test_parse_status_rss_peak_threads() -> None:
+    assert support.parse_status(STATUS) == {
+        "peak_rss_mib": 80.0,
+        "rss_mib": 77.0,
+        "threads": 9.0,
+    }
+
+
+def test_severe_lines_above_warning_and_raw_text() -> None:
+    lines = [
+        '{"level": "info", "event": "run.finished"}',
+        '{"level": "warning", "event": "lock.waiting"}',
+        '{"level": "error", "event": "engine.failed"}',
+        "Traceback (most recent call last):",
+        "",
+    ]
+    assert support.severe_lines(lines) == [lines[2], lines[3]]
+
+
+def test_fake_id_same_length_distinct_never_the_real_one() -> None:
+    real = "CCQZ:6IL7:ZRJX:OOLN:UX3F:EN22:4SN2:ZXAZ:PT2S:EESW:BXAY:B4X7"
+    ids = {engines.fake_id(real, i) for i in range(10)}
+    assert len(ids) == 10
+    assert real not in ids
+    assert {len(i) for i in ids} == {len(real)}
+    assert engines.fake_id("x" * 8 + "0003", 3) != "x" * 8 + "0003"
+
+
+def test_sim_grid_points_in_order() -> None:
+    assert sim.parse_grid("100:1,8;1000:32") == [(100, 1), (100, 8), (1000, 32)]
+    with pytest.raises(ValueError, match="no point"):
+        sim.parse_grid(" ; ")
+
+
+def test_sim_fake_images_digest_is_the_stub_registry_answer() -> None:
+    """A simulated container is fresh only if its image carries the digest the stub gives."""
+    image = sim.image_inspect("127.0.0.1:5000", 7)
+    assert image["RepoDigests"] == [f"127.0.0.1:5000/sim7@{sim.digest_of('sim7', '1')}"]
+    assert image["RepoTags"] == ["127.0.0.1:5000/sim7:1"]
