@@ -53,6 +53,15 @@ class ContainerOutcome:
     # was created from to the one it moves to (or would move to, while it waits); else None.
     old_tag: str | None = None
     new_tag: str | None = None
+    # A ``skipped`` row whose label of the update rules cannot be read (its ``error`` names the
+    # label): only a person can fix it, so it fails the run as a failed update does. Not a key
+    # of the JSON: ``state`` and ``error`` say it there.
+    label_error: bool = False
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed, rolled back, or skipped for a label that a person must fix."""
+        return self.state in (State.FAILED, State.ROLLED_BACK) or self.label_error
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape described in the README, "The report"."""
@@ -156,16 +165,17 @@ class Report:
 
     @property
     def has_failures(self) -> bool:
-        """True when an update failed or was rolled back, or an engine failed: ``run --once``
-        then exits 1, NOTIFY_ON=failures sends, the last-success time stays."""
-        failed = any(c.state in (State.FAILED, State.ROLLED_BACK) for c in self.containers)
+        """True when an update failed or was rolled back, a row was skipped for an invalid label,
+        or an engine failed: ``run --once`` then exits 1, NOTIFY_ON=failures sends, the
+        last-success time stays."""
+        failed = any(c.needs_attention for c in self.containers)
         return failed or bool(self.engine_errors)
 
     @property
     def has_changes(self) -> bool:
         """True when something worth telling happened (NOTIFY_ON=changes)."""
         return bool(self.engine_errors) or any(
-            c.state in (State.UPDATED, State.FAILED, State.ROLLED_BACK, State.AVAILABLE)
+            c.state in (State.UPDATED, State.AVAILABLE) or c.needs_attention
             for c in self.containers
         )
 

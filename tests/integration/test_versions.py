@@ -217,14 +217,25 @@ def test_tag_policies_move_containers_to_the_allowed_tag(
     docker_client: docker.DockerClient,
 ) -> None:
     """patch/minor/major on 1.2.3 with 1.2.4, 1.3.0, 2.0.0 pushed; v1.2.3 and 1.2.3-alpine stay
-    in their families; TAG_EXCLUDE narrows, a label replaces it; a bad label regex is that
-    container's error while the others move; a tag list of two pages is read once per run.
-    The moved container keeps its own configuration and takes its new image's defaults."""
+    in their families; 1.9 to 1.10; 10.11.4 never to 2021.12.16; 1.2.3 never to 1.3.0-rc.1, but
+    1.3.0-rc.1 to 1.3.0; TAG_EXCLUDE narrows, a label replaces it; a bad label regex is that
+    container's error (``skipped``, exit 1) while the others move; a tag list of two pages is
+    read once per run. The moved container keeps its own configuration and takes its new
+    image's defaults."""
     base = f"{registry.host}/base:1"
     images.build_and_push(base, SLEEP)
     craft = Crafter(registry, base)
-    for tag in ("1.2.3", "1.2.4", "1.3.0", "2.0.0", "v1.2.3", "1.2.3-alpine", "1.2.4-alpine"):
+    app_tags = ("1.2.3", "1.2.4", "1.3.0", "2.0.0", "v1.2.3", "1.2.3-alpine", "1.2.4-alpine")
+    for tag in (*app_tags, "1.3.0-rc.1"):
         craft.push("app", tag, V=tag)
+    # One repository per rule that another tag of "app" would hide.
+    for repo, tags in {
+        "pre": ("1.2.3", "1.3.0-rc.1"),
+        "two": ("1.9", "1.10"),
+        "db": ("10.11.4", "2021.12.16"),
+    }.items():
+        for tag in tags:
+            craft.push(repo, tag, V=tag)
     # Tags of several pages behind the front: a, b | c, v1.0.0 | v2.0.0.
     for tag in ("a", "b", "c", "v1.0.0", "v2.0.0"):
         craft.push("paged", tag, V=tag)
@@ -256,6 +267,12 @@ def test_tag_policies_move_containers_to_the_allowed_tag(
         ),
         "prefixed": start(f"{app}:v1.2.3", "prefixed", labels=MAJOR),
         "alpine": start(f"{app}:1.2.3-alpine", "alpine"),
+        "rc": start(f"{app}:1.3.0-rc.1", "rc"),
+        "stable": start(f"{registry.host}/pre:1.2.3", "stable", labels=MAJOR),
+        "ten": start(
+            f"{registry.host}/two:1.9", "ten", labels={"watchkeeper.tag-policy": "minor"}
+        ),
+        "calver": start(f"{registry.host}/db:10.11.4", "calver", labels=MAJOR),
         "paged": start(f"{front.host}/paged:v1.0.0", "paged", labels=MAJOR),
         "paged2": start(f"{front.host}/paged:v1.0.0", "paged2", labels=MAJOR),
     }  # fmt: skip
@@ -269,6 +286,8 @@ def test_tag_policies_move_containers_to_the_allowed_tag(
     assert (minor["verdict"], minor["policy"], minor["current_tag"]) == ("stale", "minor", "1.2.3")
     assert (minor["candidate_tag"], minor["waiting"]) == ("1.3.0", None)
     assert by_name[containers["bad"].name]["verdict"] == "error"
+    assert by_name[containers["calver"].name]["candidate_tag"] is None
+    assert by_name[containers["stable"].name]["candidate_tag"] is None
     assert check.returncode == 1
 
     registry.clear_log()
@@ -288,14 +307,18 @@ def test_tag_policies_move_containers_to_the_allowed_tag(
         "major": ("updated", "1.2.3", "1.3.0"),  # TAG_EXCLUDE keeps it from 2.0.0
         "cleared": ("updated", "1.2.3", "2.0.0"),  # an empty exclude label clears it
         "include": ("updated", "1.2.3", "1.2.4"),
-        "bad": ("failed", None, None),
+        "bad": ("skipped", None, None),
         "prefixed": ("fresh", None, None),
         "alpine": ("updated", "1.2.3-alpine", "1.2.4-alpine"),
+        "rc": ("updated", "1.3.0-rc.1", "1.3.0"),  # a pre-release moves to its release
+        "stable": ("fresh", None, None),  # never to 1.3.0-rc.1
+        "ten": ("updated", "1.9", "1.10"),  # numbers compare as numbers
+        "calver": ("fresh", None, None),  # never to 2021.12.16 (TAG_EXCLUDE does not match it)
         "paged": ("updated", "v1.0.0", "v2.0.0"),
         "paged2": ("updated", "v1.0.0", "v2.0.0"),
     }
     assert result.returncode == 1, "the bad label fails the run"
-    assert "watchkeeper.tag-include" in rows[containers["bad"].name]["error"]
+    assert rows[containers["bad"].name]["error"].startswith("label watchkeeper.tag-include: ")
     assert "compose file still names" in rows[containers["minor"].name]["reason"]
 
     for key, container in containers.items():
@@ -313,7 +336,7 @@ def test_tag_policies_move_containers_to_the_allowed_tag(
     assert patched["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
     listed = [path for method, path in _registry_log(registry) if "/app/tags/list" in path]
-    assert listed == ["/v2/app/tags/list?n=1000"], "once for eight containers"
+    assert listed == ["/v2/app/tags/list?n=1000"], "once for nine containers"
     assert front.listed == [  # once for two containers, every page
         "/v2/paged/tags/list?n=1000",
         "/v2/paged/tags/list?last=b&n=2",

@@ -15,13 +15,16 @@ from watchkeeper.actions.services import (
     apply_service_answer,
     classify_service,
     row_after_update,
+    row_without_update,
     select_services,
     service_row,
     update_service,
 )
+from watchkeeper.actions.versions import apply_update_rules
 from watchkeeper.notify.render import build_row
 from watchkeeper.registry.auth import Credentials
-from watchkeeper.report import State
+from watchkeeper.registry.tags import Platform
+from watchkeeper.report import Report, State
 from watchkeeper.settings import load_settings
 from watchkeeper.state import StateStore
 from watchkeeper.swarm.services import (
@@ -359,3 +362,58 @@ def test_wait_for_update_quick_rollback_reason_from_failed_task() -> None:
 
     assert (result.state, result.rolled_back) == ("rollback_completed", True)
     assert result.message == "rollback completed; task tttttttttttt: task: non-zero exit (1)"
+
+
+def test_update_service_tag_move_pins_new_tag_digest_with_stack_note(tmp_path: Path) -> None:
+    """A tag policy's move sets ``repo:NEWTAG@digest``; the row has both tags and says that
+    the stack file still names the old one."""
+    item = classify_service(
+        service("web", f"127.0.0.1:5000/app:1.2.3@{OLD}", com_docker_stack_namespace="demo")
+    )
+    item.verdict, item.new_tag, item.remote_digest = Verdict.STALE, "1.2.4", NEW
+    target = f"127.0.0.1:5000/app:1.2.4@{NEW}"
+    adapter = FakeAdapter(UpdateResult("completed", None, target, False))
+
+    row = update_service(run_for(tmp_path), adapter, item)
+
+    assert [image for _, image, _ in adapter.sent] == [target, target]
+    assert (row.state, row.old_tag, row.new_tag) == (State.UPDATED, "1.2.3", "1.2.4")
+    assert "the stack file still names 127.0.0.1:5000/app:1.2.3" in (row.reason or "")
+
+
+def test_update_service_waiting_available_with_reason_nothing_sent(tmp_path: Path) -> None:
+    """Outside its window (or too young) a stale service is ``available`` with the reason."""
+    item = stale_item()
+    item.waiting, item.wait_reason = "window", "outside update window (next 03:00 UTC)"
+    adapter = FakeAdapter(UpdateResult("completed", None, "", False))
+
+    row = update_service(run_for(tmp_path), adapter, item)
+
+    assert (row.state, row.reason, adapter.sent) == (State.AVAILABLE, item.wait_reason, [])
+
+
+def test_service_bad_rule_label_skipped_names_label_and_fails_run() -> None:
+    """An invalid ``watchkeeper.tag-include`` on a service: ``skipped``, the error names the
+    label, and the run counts it as a failure (exit 1); no registry is asked."""
+    item = classify_service(service("web", **{"watchkeeper_tag-include": "1.(2"}))
+    apply_service_answer(item, NEW)
+    apply_update_rules([item], None, load_settings(environ={}), kind="service")  # type: ignore
+
+    row = row_without_update(item)
+    report = Report(containers=[row])
+
+    assert (row.state, row.label_error) == (State.SKIPPED, True)
+    assert (row.error or "").startswith("label watchkeeper.tag-include: ")
+    assert report.has_failures
+    assert report.has_changes
+
+
+def test_service_platform_first_of_placement_else_amd64() -> None:
+    """A service's new image is dated for the first platform its placement lists."""
+    arm = service("web")
+    arm["Spec"]["TaskTemplate"]["Placement"] = {
+        "Platforms": [{"Architecture": "arm64", "OS": "linux"}, {"Architecture": "amd64"}]
+    }
+
+    assert classify_service(arm).platform == Platform("linux", "arm64")
+    assert classify_service(service("web")).platform == Platform("linux", "amd64")

@@ -25,6 +25,7 @@ from watchkeeper.errors import EngineError, RegistryAuthError, RegistryError
 from watchkeeper.labels import container_name, read_bool_label
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.registry.reference import Reference, is_image_id, parse_reference
+from watchkeeper.registry.tags import Platform
 
 log = structlog.get_logger()
 
@@ -39,9 +40,27 @@ class Verdict(StrEnum):
     ERROR = "error"
 
 
+@dataclass(kw_only=True)
+class RuleFields:
+    """What the update rules (actions/versions.py) find for a checked container or service: the
+    tag policy and what it found, the tag it moves to (None: it follows its own tag's digest),
+    why a stale one waits. ``label_error``: a watchkeeper.* label of the rules is invalid, and a
+    person must fix it (``skipped``, exit 1)."""
+
+    policy: str | None = None
+    candidate_tag: str | None = None
+    new_tag: str | None = None
+    ranked_tags: tuple[str, ...] = ()
+    waiting: str | None = None
+    wait_reason: str | None = None
+    rules_note: str | None = None
+    label_error: bool = False
+
+
 @dataclass
-class Watched:
-    """One watched container, its image, and the verdict of the check."""
+class Watched(RuleFields):
+    """One watched container, its image, and the verdict of the check (and, inherited, what
+    the update rules found)."""
 
     container: dict[str, Any]
     image: dict[str, Any] | None
@@ -55,17 +74,6 @@ class Watched:
     skip_reason: str | None = None
     # NO_PULL: the image ID the local tag points at, which the container moves to.
     target_image_id: str | None = None
-    # The update rules (actions/versions.py): the tag policy and what it found, the tag the
-    # container moves to (None: it follows its own tag's digest), why a stale one waits.
-    policy: str | None = None
-    candidate_tag: str | None = None
-    new_tag: str | None = None
-    ranked_tags: tuple[str, ...] = ()
-    waiting: str | None = None
-    wait_reason: str | None = None
-    rules_note: str | None = None
-    # A watchkeeper.* label of the rules is invalid: a person must fix it (``failed``).
-    label_error: bool = False
 
     @property
     def name(self) -> str:
@@ -97,6 +105,11 @@ class Watched:
     def local_digest(self) -> str | None:
         """The digest shown for the running image (the first of its RepoDigests)."""
         return self.local_digests[0] if self.local_digests else None
+
+    @property
+    def platform(self) -> Platform:
+        """The platform of the image it runs: the manifest of an index that dates a new image."""
+        return Platform.of_image(self.image)
 
 
 def classify_local(container: dict[str, Any], engine: Engine) -> Watched:

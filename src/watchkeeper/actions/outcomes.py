@@ -98,24 +98,35 @@ def outcome_for(
     )
 
 
+# The event of a row, by its kind and state (nothing for ``fresh``).
 _EVENTS = {
-    State.UPDATED: "container.updated",
-    State.FAILED: "container.update_failed",
-    State.ROLLED_BACK: "container.rolled_back",
-    State.SKIPPED: "container.skipped",
-    State.AVAILABLE: "container.available",
+    "container": {
+        State.UPDATED: "container.updated",
+        State.FAILED: "container.update_failed",
+        State.ROLLED_BACK: "container.rolled_back",
+        State.SKIPPED: "container.skipped",
+        State.AVAILABLE: "container.available",
+    },
+    "service": {
+        State.UPDATED: "service.updated",
+        State.FAILED: "service.update_failed",
+        State.ROLLED_BACK: "service.rolled_back",
+        State.SKIPPED: "service.skipped",
+        State.AVAILABLE: "service.available",
+    },
 }
 
 
 def log_outcome(outcome: ContainerOutcome, **extra: Any) -> None:
-    """Log one row with the fixed keys; the event follows its state (nothing for ``fresh``)."""
-    event = _EVENTS.get(outcome.state)
+    """Log one row with the fixed keys; the event follows its kind and state (``container.*``
+    or ``service.*``, nothing for ``fresh``), the row named by ``container`` or ``service``."""
+    event = _EVENTS[outcome.kind].get(outcome.state)
     if event is None:
         return
     failed = outcome.state in (State.FAILED, State.ROLLED_BACK)
     (log.error if failed else log.info)(
         event,
-        container=outcome.name,
+        **{outcome.kind: outcome.name},
         image=outcome.image,
         local_digest=outcome.old_digest,
         remote_digest=outcome.new_digest,

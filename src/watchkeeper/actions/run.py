@@ -258,7 +258,7 @@ def run_engine(
         # A Swarm manager's services (README, "Swarm"); nothing on other engines.
         service_run = ServiceRun(
             engine, services.registry, services.credentials, services.settings, services.state,
-            services.stop,
+            services.stop, force,
         )  # fmt: skip
         outcomes += update_services(service_run, names, images)
     except EngineError as exc:

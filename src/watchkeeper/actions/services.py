@@ -9,11 +9,15 @@ on every node. What is shared with containers, and why:
   DISABLE_CONTAINERS, names), read on the service's own labels;
 - check: the digest pinned in the spec against the registry's digest for ``repo:tag``, asked
   through the same registry client (one HEAD per image);
+- update rules: tag policy, minimum age and update window (:mod:`actions.versions`), read on
+  the service's labels; a tag move sets ``repo:NEWTAG@sha256:...``, a service that waits is
+  ``available`` with the reason, and an unreadable label is ``skipped`` with its error;
 - memory: a digest Swarm rolled back, or paused on, is kept in the state store's ``failed``
   section and not tried again until the registry moves on;
-- rows: the report's rows, ``kind: "service"`` with the desired ``replicas``.
+- rows: the report's rows (and their log lines, :func:`actions.outcomes.log_outcome`),
+  ``kind: "service"`` with the desired ``replicas``.
 
-A service update is never sent when the pinned digest is already the registry's: Swarm would
+A service update is never sent when the spec already names the image it would set: Swarm would
 redeploy every task for nothing.
 """
 
@@ -27,15 +31,17 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Verdict
-from watchkeeper.actions.outcomes import FAILED_SECTION, engine_answers
+from watchkeeper.actions.check import RuleFields, Verdict
+from watchkeeper.actions.outcomes import FAILED_SECTION, engine_answers, log_outcome
 from watchkeeper.actions.policy import monitor_only
 from watchkeeper.actions.select import image_matches, label_selected
+from watchkeeper.actions.versions import apply_update_rules, row_fields
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError, RegistryAuthError, RegistryError
 from watchkeeper.registry.auth import CredentialStore, to_docker_auth_config
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.registry.reference import Reference, parse_reference
+from watchkeeper.registry.tags import Platform
 from watchkeeper.report import ContainerOutcome, State
 from watchkeeper.settings import Settings
 from watchkeeper.state import StateStore
@@ -63,11 +69,14 @@ class ServiceRun:
     settings: Settings
     state: StateStore
     stop: threading.Event = field(default_factory=threading.Event)
+    # ``run --once --force`` / ``?force=true``: no update window, no minimum age.
+    force: bool = False
 
 
 @dataclass
-class WatchedService:
-    """One watched service, its image and the verdict of the check.
+class WatchedService(RuleFields):
+    """One watched service, its image and the verdict of the check (and, inherited, what the
+    update rules found: :class:`actions.versions.Ruled`).
 
     ``image_ref`` is the spec's image without its digest (``repo:tag``, the user's spelling);
     ``local_digest`` the digest pinned in the spec (None when the spec names none).
@@ -87,6 +96,11 @@ class WatchedService:
         return service_name(self.service)
 
     @property
+    def container(self) -> dict[str, Any]:
+        """The service in the shape the label readers take (its own labels)."""
+        return labelled(self.service)
+
+    @property
     def image(self) -> str:
         """The spec's image as it is (``repo:tag@sha256:...``)."""
         return service_image(self.service)
@@ -96,9 +110,32 @@ class WatchedService:
         return self.image.split("@", 1)[0]
 
     @property
+    def current_tag(self) -> str | None:
+        return self.reference.tag if self.reference is not None else None
+
+    @property
+    def pull_ref(self) -> str:
+        """``repo:tag``, with the new tag when a tag policy moves the service."""
+        if self.new_tag is None or self.current_tag is None:
+            return self.image_ref
+        return f"{self.image_ref.removesuffix(f':{self.current_tag}')}:{self.new_tag}"
+
+    @property
     def pinned_target(self) -> str:
-        """The image the update sets: the user's ``repo:tag`` pinned to the registry's digest."""
-        return f"{self.image_ref}@{self.remote_digest}"
+        """The image the update sets: ``repo:tag`` (or ``repo:NEWTAG``) pinned to its digest."""
+        return f"{self.pull_ref}@{self.remote_digest}"
+
+    @property
+    def platform(self) -> Platform:
+        """Whose manifest of an index dates a new image: the first platform of the spec's
+        placement (the docker CLI lists the image's own there), else linux/amd64."""
+        placement = (self.service["Spec"].get("TaskTemplate") or {}).get("Placement") or {}
+        for entry in placement.get("Platforms") or []:
+            return Platform(
+                os=str(entry.get("OS") or "linux").lower(),
+                architecture=str(entry.get("Architecture") or "amd64").lower(),
+            )
+        return Platform()
 
 
 def swarm_services(engine: Engine) -> SwarmServices | None:
@@ -129,15 +166,22 @@ def select_services(
 
 
 def check_services(
-    registry: RegistryClient, services: Sequence[dict[str, Any]]
+    registry: RegistryClient,
+    services: Sequence[dict[str, Any]],
+    settings: Settings,
+    *,
+    force: bool = False,
 ) -> list[WatchedService]:
-    """Ask the registry for each service's ``repo:tag``; one HEAD per distinct image."""
+    """Ask the registry for each service's ``repo:tag`` (one HEAD per distinct image), then
+    apply each one's update rules (tag policy, window, minimum age; ``force`` skips the last
+    two)."""
     watched = [classify_service(s) for s in services]
     to_ask = [w.reference for w in watched if w.verdict is Verdict.FRESH and w.reference]
     answers = registry.fetch_digests(to_ask) if to_ask else {}
     for item in watched:
         if item.verdict is Verdict.FRESH and item.reference is not None:
             apply_service_answer(item, answers.get(item.reference))
+    apply_update_rules(watched, registry, settings, force=force, kind="service")
     return watched
 
 
@@ -201,13 +245,14 @@ def update_services(
         adapter.list_services(), run.settings, names, images
     )
     rows = [_row_of_disabled(s) for s in disabled]
-    for item in check_services(run.registry, watched_services):
+    checked = check_services(run.registry, watched_services, run.settings, force=run.force)
+    for item in checked:
         row = (
             update_service(run, adapter, item)
             if item.verdict is Verdict.STALE
             else row_without_update(item)
         )
-        log_service_row(row)
+        log_outcome(row)
         rows.append(row)
     return rows
 
@@ -215,14 +260,18 @@ def update_services(
 def _row_of_disabled(service: dict[str, Any]) -> ContainerOutcome:
     item = WatchedService(service=service, reference=None)
     row = service_row(item, State.SKIPPED, reason="disabled")
-    log_service_row(row)
+    log_outcome(row)
     return row
 
 
 def row_without_update(item: WatchedService) -> ContainerOutcome:
-    """The row of a service the check settled (fresh, pinned, no digest, registry error)."""
+    """The row of a service the check settled (fresh, pinned, no digest, registry error, a
+    label of the update rules that cannot be read)."""
     if item.verdict is Verdict.FRESH:
         return service_row(item, State.FRESH)
+    if item.verdict is Verdict.ERROR and item.label_error:
+        reason = "a label of the update rules is invalid; service untouched"
+        return service_row(item, State.SKIPPED, error=item.error, reason=reason, label_error=True)
     if item.verdict is Verdict.ERROR and item.auth_failed:
         reason = "the registry refused the credentials; service untouched"
         return service_row(item, State.FAILED, error=item.error, reason=reason)
@@ -234,9 +283,13 @@ def row_without_update(item: WatchedService) -> ContainerOutcome:
 def update_service(
     run: ServiceRun, adapter: SwarmServices, item: WatchedService
 ) -> ContainerOutcome:
-    """Ask Swarm to roll one stale service to the registry's digest and wait for its verdict."""
-    if monitor_only(run.settings, labelled(item.service)):
+    """Ask Swarm to roll one stale service to the registry's digest (of its new tag, when a tag
+    policy moves it) and wait for its verdict; a service outside its window or whose new image
+    is too young is ``available`` with the reason, and nothing is sent."""
+    if monitor_only(run.settings, item.container):
         return service_row(item, State.AVAILABLE, reason="monitor-only")
+    if item.waiting is not None:
+        return service_row(item, State.AVAILABLE, reason=item.wait_reason)
     if run.state.is_failed(memory_key(run.engine, item), item.remote_digest):
         short = (item.remote_digest or "").removeprefix("sha256:")[:12]
         reason = f"{short} failed or was rolled back before; waiting for a newer image"
@@ -277,6 +330,7 @@ def _send_and_wait(run: ServiceRun, adapter: SwarmServices, item: WatchedService
         "service.update_started",
         service=item.name,
         image=item.image_ref,
+        new_tag=item.new_tag,
         local_digest=item.local_digest,
         remote_digest=item.remote_digest,
     )
@@ -325,7 +379,8 @@ def memory_key(engine: Engine, item: WatchedService) -> str:
 
 
 def service_row(item: WatchedService, state: State, **extra: Any) -> ContainerOutcome:
-    """A report row for one service (``kind: "service"``), from its check."""
+    """A report row for one service (``kind: "service"``), from its check; a move to another
+    tag adds ``old_tag``/``new_tag`` (:func:`actions.versions.row_fields`)."""
     return ContainerOutcome(
         name=item.name,
         image=item.image_ref,
@@ -334,34 +389,7 @@ def service_row(item: WatchedService, state: State, **extra: Any) -> ContainerOu
         new_digest=item.remote_digest,
         kind="service",
         replicas=replicas(item.service),
-        **extra,
-    )
-
-
-_EVENTS = {
-    State.UPDATED: "service.updated",
-    State.FAILED: "service.update_failed",
-    State.ROLLED_BACK: "service.rolled_back",
-    State.SKIPPED: "service.skipped",
-    State.AVAILABLE: "service.available",
-}
-
-
-def log_service_row(row: ContainerOutcome) -> None:
-    """Log one service row; the event follows its state (nothing for ``fresh``)."""
-    event = _EVENTS.get(row.state)
-    if event is None:
-        return
-    failed = row.state in (State.FAILED, State.ROLLED_BACK)
-    (log.error if failed else log.info)(
-        event,
-        service=row.name,
-        image=row.image,
-        local_digest=row.old_digest,
-        remote_digest=row.new_digest,
-        reason=row.reason,
-        error=row.error,
-        duration_s=round(row.duration_s, 3),
+        **{**row_fields(item, state), **extra},
     )
 
 
@@ -376,11 +404,12 @@ def check_only(
     if adapter is None:
         return []
     watched, _ = select_services(adapter.list_services(), settings, names)
-    return check_services(registry, watched)
+    return check_services(registry, watched, settings)
 
 
 def check_row_of(item: WatchedService) -> dict[str, str | None]:
-    """A service's line of ``check`` (its name in the ``container`` column, ``kind: service``)."""
+    """A service's line of ``check`` (its name in the ``container`` column, ``kind: service``),
+    with the update rules' columns as a container's."""
     return {
         "kind": "service",
         "container": item.name,
@@ -388,5 +417,9 @@ def check_row_of(item: WatchedService) -> dict[str, str | None]:
         "local_digest": item.local_digest,
         "remote_digest": item.remote_digest,
         "verdict": str(item.verdict),
-        "error": item.error or item.skip_reason,
+        "error": item.error or item.skip_reason or item.wait_reason or item.rules_note,
+        "policy": item.policy,
+        "current_tag": item.current_tag,
+        "candidate_tag": item.candidate_tag,
+        "waiting": item.waiting,
     }

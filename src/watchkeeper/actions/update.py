@@ -67,13 +67,14 @@ def outcome_without_update(item: Watched) -> ContainerOutcome:
     it will not pass by itself, so it is an error of the run (exit 1, NOTIFY_ON=failures). A
     registry that could not be asked (down, timeout, 5xx) is ``skipped``: the next poll asks
     again. A label of the update rules that cannot be read (``watchkeeper.tag-include=(``) is
-    ``failed`` too, its error naming the label: only its owner can fix it.
+    ``skipped`` with its error naming the label, and fails the run (``label_error``): nothing
+    was tried, but only its owner can fix it.
     """
     if item.verdict is Verdict.FRESH:
         return outcome_for(item, State.FRESH)
     if item.verdict is Verdict.ERROR and item.label_error:
         reason = "a label of the update rules is invalid; container untouched"
-        return outcome_for(item, State.FAILED, error=item.error, reason=reason)
+        return outcome_for(item, State.SKIPPED, error=item.error, reason=reason, label_error=True)
     if item.verdict is Verdict.ERROR and item.auth_failed:
         reason = "the registry refused the credentials; container untouched"
         return outcome_for(item, State.FAILED, error=item.error, reason=reason)

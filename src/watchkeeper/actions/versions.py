@@ -17,7 +17,12 @@ A waiting container is ``available`` in the run, with the reason, and nothing is
 ``--force`` (``run --once --force``, ``POST /v1/update?force=true``) skips 2 and 3, never 1.
 NO_PULL containers follow their local tag: no tag policy, no age (their images are built here),
 but the window applies. A label that cannot be read makes the container's verdict ``error``
-with the label named (``label_error``: the row is ``failed``, nothing is touched).
+with the label named (``label_error``: the row is ``skipped``, nothing is touched, and the run
+fails, since only a person can fix it).
+
+Swarm services (:mod:`actions.services`) follow the same rules, read on the service's own
+labels: anything with the attributes of :class:`Ruled` is ruled here, a checked container
+(:class:`~watchkeeper.actions.check.Watched`) as a checked service.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from watchkeeper.actions.check import Verdict, Watched
+from watchkeeper.actions.check import Verdict
 from watchkeeper.actions.policy import no_pull
 from watchkeeper.errors import RegistryAuthError, RegistryError
 from watchkeeper.labels import container_labels
@@ -65,8 +70,45 @@ MIN_AGE_LABEL = "watchkeeper.min-age"
 COOLDOWN_LABEL = "com.centurylinklabs.watchtower.cooldown-delay"
 WINDOW_LABEL = "watchkeeper.update-window"
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+STACK_LABEL = "com.docker.stack.namespace"
 
 WINDOW, COOLDOWN = "window", "cooldown"
+
+
+class Ruled(Protocol):
+    """A checked container or service as the rules read and change it.
+
+    ``container`` is what ``labels.py`` reads (a service's own labels in a container's shape),
+    ``platform`` whose manifest of an index dates a new image.
+    """
+
+    reference: Reference | None
+    verdict: Verdict
+    remote_digest: str | None
+    error: str | None
+    auth_failed: bool
+    skip_reason: str | None
+    policy: str | None
+    candidate_tag: str | None
+    new_tag: str | None
+    ranked_tags: tuple[str, ...]
+    waiting: str | None
+    wait_reason: str | None
+    rules_note: str | None
+    label_error: bool
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def container(self) -> dict[str, Any]: ...
+    @property
+    def image_ref(self) -> str: ...
+    @property
+    def current_tag(self) -> str | None: ...
+    @property
+    def pull_ref(self) -> str: ...
+    @property
+    def platform(self) -> Platform: ...
 
 
 @dataclass(frozen=True)
@@ -131,16 +173,21 @@ def _parsed_window(text: str, timezone: str) -> UpdateWindow:
 
 
 def apply_update_rules(
-    items: Sequence[Watched],
+    items: Sequence[Ruled],
     registry: RegistryClient,
     settings: Settings,
     *,
     force: bool = False,
     now: datetime | None = None,
+    kind: str = "container",
 ) -> None:
-    """Apply every container's rules to its verdict (see the module docstring), in place."""
+    """Apply every item's rules to its verdict (see the module docstring), in place.
+
+    ``kind``: ``container`` or ``service``, the key that names an item in the log; NO_PULL is
+    for containers only (a service's image is always the registry's).
+    """
     moment = now or datetime.now(UTC)
-    ruled: list[tuple[Watched, UpdateRules]] = []
+    ruled: list[tuple[Ruled, UpdateRules]] = []
     for item in items:
         if item.reference is None or item.verdict not in (Verdict.FRESH, Verdict.STALE):
             continue
@@ -148,12 +195,14 @@ def apply_update_rules(
             rules = rules_for(settings, item.container)
         except ValueError as exc:
             item.verdict, item.error, item.label_error = Verdict.ERROR, str(exc), True
-            log.warning("label.invalid", container=item.name, error=str(exc))
+            log.warning("label.invalid", **{kind: item.name}, error=str(exc))
             continue
         item.policy = str(rules.policy)
         ruled.append((item, rules))
-    local = {id(item) for item, _ in ruled if no_pull(settings, item.container)}
-    _apply_tag_policies(registry, [(i, r) for i, r in ruled if id(i) not in local])
+    local = {
+        id(item) for item, _ in ruled if kind == "container" and no_pull(settings, item.container)
+    }
+    _apply_tag_policies(registry, [(i, r) for i, r in ruled if id(i) not in local], kind)
     if force:
         return
     dates = _Dates(registry)
@@ -165,12 +214,14 @@ def apply_update_rules(
 # -- 1. tag policies -------------------------------------------------------------------------
 
 
-def _apply_tag_policies(registry: RegistryClient, ruled: list[tuple[Watched, UpdateRules]]) -> None:
-    """Choose each container's tag; one tag list per repository, one HEAD per new tag.
+def _apply_tag_policies(
+    registry: RegistryClient, ruled: list[tuple[Ruled, UpdateRules]], kind: str
+) -> None:
+    """Choose each item's tag; one tag list per repository, one HEAD per new tag.
 
     Tags are listed only for a policy that reads them and a current tag that is a version.
     """
-    moves: list[Watched] = []
+    moves: list[Ruled] = []
     for item, rules in ruled:
         ref, current = item.reference, item.current_tag
         if not rules.policy.reads_tags or ref is None or current is None:
@@ -194,10 +245,10 @@ def _apply_tag_policies(registry: RegistryClient, ruled: list[tuple[Watched, Upd
             item.candidate_tag = item.new_tag = choice.tag
             item.ranked_tags = choice.ranked
             moves.append(item)
-    _head_new_tags(registry, moves)
+    _head_new_tags(registry, moves, kind)
 
 
-def _head_new_tags(registry: RegistryClient, moves: list[Watched]) -> None:
+def _head_new_tags(registry: RegistryClient, moves: list[Ruled], kind: str) -> None:
     """The digest of each move's tag (one HEAD per distinct tag); a move is ``stale``."""
     refs = {id(item): _with_tag(item, str(item.new_tag)) for item in moves}
     answers = registry.fetch_digests(refs.values()) if refs else {}
@@ -206,7 +257,7 @@ def _head_new_tags(registry: RegistryClient, moves: list[Watched]) -> None:
         if isinstance(answer, str):
             item.verdict, item.remote_digest, item.skip_reason = Verdict.STALE, answer, None
             log.info(
-                "image.stale", container=item.name, image=item.image_ref, new_tag=item.new_tag,
+                "image.stale", **{kind: item.name}, image=item.image_ref, new_tag=item.new_tag,
                 remote_digest=answer,
             )  # fmt: skip
         else:
@@ -215,7 +266,7 @@ def _head_new_tags(registry: RegistryClient, moves: list[Watched]) -> None:
             item.auth_failed = isinstance(answer, RegistryAuthError)
 
 
-def _with_tag(item: Watched, tag: str) -> Reference:
+def _with_tag(item: Ruled, tag: str) -> Reference:
     assert item.reference is not None
     return replace(item.reference, tag=tag)
 
@@ -223,7 +274,7 @@ def _with_tag(item: Watched, tag: str) -> Reference:
 # -- 2. and 3. the window and the age -------------------------------------------------------
 
 
-def _wait_if_due(item: Watched, rules: UpdateRules, now: datetime, dates: _Dates | None) -> None:
+def _wait_if_due(item: Ruled, rules: UpdateRules, now: datetime, dates: _Dates | None) -> None:
     """Make a stale container wait outside its window or while its new image is too young.
 
     ``dates`` None: no age (NO_PULL). With several candidate tags the highest one old enough
@@ -263,11 +314,11 @@ class _Dates:
         self._registry = registry
         self._digests: dict[Reference, str | None] = {}
 
-    def remember(self, item: Watched, tag: str, digest: str | None) -> None:
+    def remember(self, item: Ruled, tag: str, digest: str | None) -> None:
         """A tag's digest already known (the HEAD of the move's tag)."""
         self._digests[_with_tag(item, tag)] = digest
 
-    def digest(self, item: Watched, tag: str) -> str | None:
+    def digest(self, item: Ruled, tag: str) -> str | None:
         """The digest of ``tag`` in the container's repository (one HEAD), None on failure."""
         ref = _with_tag(item, tag)
         if ref not in self._digests:
@@ -277,13 +328,13 @@ class _Dates:
                 self._digests[ref] = None  # logged by the client
         return self._digests[ref]
 
-    def created(self, item: Watched, tag: str | None, digest: str | None) -> datetime | None:
+    def created(self, item: Ruled, tag: str | None, digest: str | None) -> datetime | None:
         """When the image ``digest`` (for the container's platform) was created, if known."""
         if digest is None or tag is None:
             return None
         ref = _with_tag(item, tag)
         try:
-            created = self._registry.tags.created(ref, digest, Platform.of_image(item.image))
+            created = self._registry.tags.created(ref, digest, item.platform)
         except RegistryError as exc:
             log.warning("registry.created_failed", image=ref.name, digest=digest, error=str(exc))
             return None
@@ -291,9 +342,10 @@ class _Dates:
 
 
 # -- what the rows say -----------------------------------------------------------------------
-def row_fields(item: Watched, state: State) -> dict[str, Any]:
-    """A row's ``old_tag``/``new_tag`` when the container moves (or would move) to another tag;
-    an ``updated`` one says why it is not on the highest tag, and what a compose file needs."""
+def row_fields(item: Ruled, state: State) -> dict[str, Any]:
+    """A row's ``old_tag``/``new_tag`` when the item moves (or would move) to another tag; an
+    ``updated`` one says why it is not on the highest tag, and what a compose or stack file
+    needs."""
     if item.new_tag is None:
         return {}
     fields: dict[str, Any] = {"old_tag": item.current_tag, "new_tag": item.new_tag}
@@ -304,11 +356,19 @@ def row_fields(item: Watched, state: State) -> dict[str, Any]:
     return fields
 
 
-def compose_note(item: Watched) -> str | None:
-    """For a compose container moved to another tag: the compose file still names the old one."""
-    if item.new_tag is None or COMPOSE_PROJECT_LABEL not in container_labels(item.container):
+def compose_note(item: Ruled) -> str | None:
+    """For a compose container (or a stack's service) moved to another tag: the compose (or
+    stack) file still names the old one, and deploying it again goes back to it."""
+    labels = container_labels(item.container)
+    if item.new_tag is None:
+        return None
+    if COMPOSE_PROJECT_LABEL in labels:
+        what, command = "compose file", "docker compose up"
+    elif STACK_LABEL in labels:
+        what, command = "stack file", "docker stack deploy"
+    else:
         return None
     return (
-        f"moved to {item.new_tag}: the compose file still names {item.image_ref}; change it to "
-        f"{item.pull_ref}, or the next `docker compose up` goes back to {item.current_tag}"
+        f"moved to {item.new_tag}: the {what} still names {item.image_ref}; change it to "
+        f"{item.pull_ref}, or the next `{command}` goes back to {item.current_tag}"
     )
