@@ -95,7 +95,7 @@ def connect(settings: Settings) -> tuple[list[EngineHandle], CredentialStore, Re
         repo_pass=settings.repo_pass.get_secret_value() if settings.repo_pass else None,
         repo_hosts=settings.repo_host,
     )
-    insecure = InsecurePolicy.from_engines_info(engine.info() for engine in engines)
+    insecure = InsecurePolicy.from_engines_info(engine.recent_info() for engine in engines)
     registry = RegistryClient(
         credentials,
         insecure=insecure,

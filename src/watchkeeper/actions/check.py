@@ -7,17 +7,24 @@ container *runs* (its image ID, never the tag, which may have moved locally). No
 With NO_PULL (the ``watchkeeper.no-pull`` label, or the setting through :func:`apply_no_pull`)
 the registry is not asked at all: the container is stale when the image its tag names *on this
 engine* is not the one it runs (images built on the host).
+
+The check reads the engine's container list, never one inspect per container (README, "Speed"):
+:func:`select_on_engine` selects from the list's views (:mod:`containers.summary`) and inspects
+only a selected container whose list entry showed its image ID instead of the reference it was
+created from; each distinct image is inspected once, a few at a time (:func:`inspect_images`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import structlog
 
+from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.containers.engine import Engine
 from watchkeeper.containers.origin import local_only_reason, registry_digests
 from watchkeeper.containers.recreate import parse_api_version
@@ -26,8 +33,16 @@ from watchkeeper.labels import container_name, read_bool_label
 from watchkeeper.registry.digest import RegistryClient
 from watchkeeper.registry.reference import Reference, is_image_id, parse_reference
 from watchkeeper.registry.tags import Platform
+from watchkeeper.settings import Settings
 
 log = structlog.get_logger()
+
+# Image inspects in flight at once: the engine answers them in parallel, and each distinct image
+# of a 500-container estate is inspected once per check.
+IMAGE_INSPECTS = 8
+
+# An image's inspect, None when the engine has no such image, or why it could not be read.
+ImageAnswer = dict[str, Any] | EngineError | None
 
 
 class Verdict(StrEnum):
@@ -112,13 +127,60 @@ class Watched(RuleFields):
         return Platform.of_image(self.image)
 
 
-def classify_local(container: dict[str, Any], engine: Engine) -> Watched:
+def select_on_engine(
+    engine: Engine,
+    settings: Settings,
+    names: Sequence[str] = (),
+    images: Sequence[str] = (),
+    containers: list[dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """The engine's watched and skipped containers (:func:`select_containers`), restricted to
+    ``images`` (``REPO[:TAG]``), from one container list (``containers``: one already made by
+    :meth:`Engine.list_views`).
+
+    Only a container the run would watch or report, and whose list entry showed its image ID
+    instead of its configured reference, is inspected; it is then selected again from its
+    inspect. Raises EngineError.
+    """
+    views = engine.list_views(all=True) if containers is None else containers
+    watched, skipped = select_containers(views, settings, names)
+    wanted = {str(c["Id"]) for c in watched} | {str(c["Id"]) for c, _ in skipped}
+    chosen = engine.completed([c for c in views if str(c["Id"]) in wanted])
+    watched, skipped = select_containers(chosen, settings, names)
+    return (
+        [c for c in watched if image_matches(c, images)],
+        [(c, reason) for c, reason in skipped if image_matches(c, images)],
+    )
+
+
+def inspect_images(engine: Engine, image_ids: Iterable[str]) -> dict[str, ImageAnswer]:
+    """Each distinct image inspected once, ``IMAGE_INSPECTS`` at a time; never raises (an
+    image that could not be read answers its EngineError)."""
+
+    def one(image_id: str) -> ImageAnswer:
+        try:
+            return engine.inspect_image(image_id)
+        except EngineError as exc:
+            return exc
+
+    distinct = list(dict.fromkeys(image_ids))
+    if len(distinct) <= 1:
+        return {image_id: one(image_id) for image_id in distinct}
+    workers = min(IMAGE_INSPECTS, len(distinct))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inspect") as pool:
+        return dict(zip(distinct, pool.map(one, distinct), strict=True))
+
+
+def classify_local(
+    container: dict[str, Any], engine: Engine, images: Mapping[str, ImageAnswer] | None = None
+) -> Watched:
     """Build a Watched with the verdicts that need no registry: pinned and local-only.
 
-    The image is the one the container runs, inspected by its ID: a tag may name another
-    image by now, and an old image keeps its digests (README, "Engines and API versions").
+    The image is the one the container runs, inspected by its ID (``images``: inspects already
+    made by :func:`inspect_images`): a tag may name another image by now, and an old image keeps
+    its digests (README, "Engines and API versions"). Raises EngineError when it cannot be read.
     """
-    image = engine.inspect_image(container["Image"])
+    image = _image_of(engine, str(container["Image"]), images)
     ref_text = str(container["Config"]["Image"])
     watched = Watched(container=container, image=image, reference=None)
     watched.local_digests = registry_digests(image or {})
@@ -151,9 +213,10 @@ def check_containers(
     Containers under NO_PULL (``no_pull``, or their label) are judged by the local tag instead.
     """
     watched = []
+    images = inspect_images(engine, (str(c["Image"]) for c in containers))
     for container in containers:
         try:
-            watched.append(classify_local(container, engine))
+            watched.append(classify_local(container, engine, images))
         except EngineError as exc:
             watched.append(Watched(container, None, None, Verdict.ERROR, error=str(exc)))
     local = [w for w in watched if _no_pull(w.container, no_pull)]
@@ -171,6 +234,19 @@ def check_containers(
     return watched
 
 
+def _image_of(
+    engine: Engine, image_id: str, images: Mapping[str, ImageAnswer] | None
+) -> dict[str, Any] | None:
+    """The inspect of image ``image_id``: from ``images`` when it holds it, else asked now.
+    Raises EngineError."""
+    if images is None or image_id not in images:
+        return engine.inspect_image(image_id)
+    answer = images[image_id]
+    if isinstance(answer, EngineError):
+        raise answer
+    return answer
+
+
 def _no_pull(container: dict[str, Any], default: bool) -> bool:
     label = read_bool_label(container, "no-pull")
     return default if label is None else label
@@ -181,11 +257,14 @@ def apply_no_pull(engine: Engine, items: Sequence[Watched]) -> None:
 
     Pinned containers stay pinned; a tag missing locally is an ``error`` verdict.
     """
+    by_tag: dict[str, ImageAnswer] = {}
     for item in items:
         if item.verdict is Verdict.PINNED or item.reference is None:
             continue
         try:
-            image = engine.inspect_image(item.image_ref)
+            if item.image_ref not in by_tag:  # one inspect per tag
+                by_tag[item.image_ref] = inspect_images(engine, [item.image_ref])[item.image_ref]
+            image = _image_of(engine, item.image_ref, by_tag)
         except EngineError as exc:
             item.verdict, item.error = Verdict.ERROR, str(exc)
             continue

@@ -10,10 +10,11 @@ logged, never fatal. ``pre-update``/``post-update`` belong to the update itself
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
-from watchkeeper.actions.select import image_matches, select_containers
+from watchkeeper.actions.check import select_on_engine
 from watchkeeper.containers.engine import Engine
 from watchkeeper.containers.hooks import run_hook
 from watchkeeper.errors import EngineError
@@ -23,15 +24,22 @@ log = structlog.get_logger()
 
 
 def run_pre_check_hooks(
-    engine: Engine, settings: Settings, names: Sequence[str], images: Sequence[str] = ()
+    engine: Engine,
+    settings: Settings,
+    names: Sequence[str],
+    images: Sequence[str] = (),
+    containers: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Run ``pre-check`` in every container the run is about to check; never raises."""
+    """Run ``pre-check`` in every container the run is about to check; never raises.
+
+    ``containers``: the run's container list (:meth:`Engine.list_views`), else it is read now;
+    the hook reads only the labels, the state and the ID, which the list has.
+    """
     try:
-        containers = [c for c in engine.list_containers(all=True) if image_matches(c, images)]
+        selected, _ = select_on_engine(engine, settings, names, images, containers)
     except EngineError as exc:
         log.warning("hook.skipped", hook="pre-check", error=str(exc))
         return
-    selected, _ = select_containers(containers, settings, names)
     for container in selected:
         run_hook(engine, container, "pre-check")
 

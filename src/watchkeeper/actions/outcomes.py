@@ -3,7 +3,9 @@
 :mod:`actions.update` (pull, hooks, planning) and :mod:`actions.groups` (one group's swap) both
 build report rows, log them and consult the memory of failed digests; they do it here, with one
 builder (:func:`outcome_for`) and one logger (:func:`log_outcome`), so that neither module
-imports the other and a row reads the same whoever wrote it.
+imports the other and a row reads the same whoever wrote it. Swarm services
+(:mod:`actions.services`) log their rows here too, and settle the rows that need no update with
+the same :func:`settled_row`.
 
 **Failed digests.** A digest whose update failed *because of the swap* is remembered in the
 state store (section ``failed``, key :func:`memory_key`) and not tried again until the
@@ -19,13 +21,14 @@ a run stopped by shutdown. See the README, "What an update does".
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Watched
-from watchkeeper.actions.versions import row_fields
+from watchkeeper.actions.check import Verdict, Watched
+from watchkeeper.actions.versions import Ruled, row_fields
 from watchkeeper.containers.engine import Engine
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_name
@@ -42,7 +45,8 @@ FAILED_SECTION = "failed"
 @dataclass
 class UpdateContext:
     """What the update needs from the outside: one engine, credentials, settings, a stop flag,
-    the run's snapshot of every container, and the state store (failed digests)."""
+    the run's snapshot of every container (full inspects, taken by the update before anything
+    moves), and the state store (failed digests)."""
 
     engine: Engine
     credentials: CredentialStore
@@ -96,6 +100,30 @@ def outcome_for(
         new_digest=item.remote_digest,
         **{**row_fields(item, state), **extra},
     )
+
+
+def settled_row(item: Ruled, build: Callable[..., ContainerOutcome], noun: str) -> ContainerOutcome:
+    """The row of a container or service that the check settled (fresh, pinned, error...),
+    made by ``build`` (:func:`outcome_for`, or a service's row); ``noun`` names it in reasons.
+
+    A registry that refused the credentials (or wants some that cannot be had) is ``failed``:
+    it will not pass by itself, so it is an error of the run (exit 1, NOTIFY_ON=failures). A
+    registry that could not be asked (down, timeout, 5xx) is ``skipped``: the next poll asks
+    again. A label of the update rules that cannot be read (``watchkeeper.tag-include=(``) is
+    ``skipped`` with its error naming the label, and fails the run (``label_error``): nothing
+    was tried, but only its owner can fix it.
+    """
+    if item.verdict is Verdict.FRESH:
+        return build(item, State.FRESH)
+    if item.verdict is Verdict.ERROR and item.label_error:
+        reason = f"a label of the update rules is invalid; {noun} untouched"
+        return build(item, State.SKIPPED, error=item.error, reason=reason, label_error=True)
+    if item.verdict is Verdict.ERROR and item.auth_failed:
+        reason = f"the registry refused the credentials; {noun} untouched"
+        return build(item, State.FAILED, error=item.error, reason=reason)
+    if item.verdict is Verdict.ERROR:
+        return build(item, State.SKIPPED, error=item.error, reason="registry check failed")
+    return build(item, State.SKIPPED, reason=item.skip_reason or str(item.verdict))
 
 
 # The event of a row, by its kind and state (nothing for ``fresh``).

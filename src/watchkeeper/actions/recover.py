@@ -17,13 +17,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import structlog
 
 from watchkeeper.actions.policy import gate_for
 from watchkeeper.actions.select import select_containers
 from watchkeeper.containers.engine import Engine
-from watchkeeper.containers.recovery import Unit, find_units, group_units, repair_group
+from watchkeeper.containers.moves import MARK_PART
+from watchkeeper.containers.recovery import (
+    Unit,
+    find_units,
+    group_units,
+    repair_group,
+    swap_related,
+)
 from watchkeeper.errors import EngineError
 from watchkeeper.settings import Settings
 
@@ -45,7 +53,7 @@ class Recovery:
 def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ()) -> list[Recovery]:
     """Finish or undo every interrupted swap on ``engine``; never raises."""
     try:
-        units = find_units(engine.list_containers(all=True), partial(gate_for, settings))
+        units = find_units(swap_containers(engine), partial(gate_for, settings))
     except EngineError as exc:
         log.error("recovery.failed", engine=engine.host_label, error=str(exc))
         return []
@@ -62,6 +70,22 @@ def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ())
         failed=sum(r.action == "failed" for r in done),
     )
     return done
+
+
+def swap_containers(engine: Engine) -> list[dict[str, Any]]:
+    """The full inspect of every container a swap may have touched; none, from one list of
+    only the containers whose name has the swap marks' common part, on an engine without an
+    interrupted swap. Raises EngineError.
+
+    Every unit :func:`find_units` can build starts from a container with a mark in its name;
+    only when the engine has one is the whole list read, and the containers
+    :func:`containers.recovery.swap_related` names inspected.
+    """
+    if not engine.list_summaries(all=True, name_part=MARK_PART):
+        return []
+    summaries = engine.list_summaries(all=True)
+    related = set(swap_related(summaries))
+    return engine.inspected([s for s in summaries if str(s["Id"]) in related])
 
 
 def _watched(unit: Unit, settings: Settings, names: Sequence[str]) -> bool:

@@ -26,11 +26,10 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Verdict, Watched, check_containers
+from watchkeeper.actions.check import Verdict, Watched, check_containers, select_on_engine
 from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
 from watchkeeper.actions.outcomes import UpdateContext
 from watchkeeper.actions.recover import recover_swaps
-from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.actions.services import ServiceRun, update_services
 from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.actions.versions import apply_update_rules
@@ -75,15 +74,15 @@ def check_engine(
     images: Sequence[str] = (),
     *,
     force: bool = False,
-) -> tuple[list[Watched], list[ContainerOutcome], list[dict[str, Any]]]:
-    """List and check one engine's containers: (watched, skipped outcomes, all snapshots).
+    containers: list[dict[str, Any]] | None = None,
+) -> tuple[list[Watched], list[ContainerOutcome]]:
+    """Check one engine's containers from its container list: (watched, skipped outcomes).
 
+    ``containers``: the list already read (:meth:`Engine.list_views`), else it is read now.
     The update rules (tag policy, window, minimum age) follow the digest check; ``force``
     ignores the window and the age.
     """
-    snapshots = engine.list_containers(all=True)
-    candidates = [c for c in snapshots if image_matches(c, images)]
-    selected, skipped = select_containers(candidates, services.settings, names)
+    selected, skipped = select_on_engine(engine, services.settings, names, images, containers)
     outcomes = []
     for container, reason in skipped:
         log.info("container.skipped", container=container_name(container), reason=reason)
@@ -101,7 +100,7 @@ def check_engine(
         engine, services.registry, selected, no_pull=services.settings.no_pull
     )
     apply_update_rules(watched, services.registry, services.settings, force=force)
-    return watched, outcomes, snapshots
+    return watched, outcomes
 
 
 def run_once(
@@ -294,9 +293,10 @@ def _check_and_update(
     Raises EngineError when the engine fails beyond one container (listing its containers).
     """
     settings = services.settings
+    views = engine.list_views(all=True)  # the one container list of the run
     if settings.lifecycle_hooks:
-        run_pre_check_hooks(engine, settings, names, images)
-    watched, skipped, snapshots = check_engine(services, engine, names, images, force=force)
+        run_pre_check_hooks(engine, settings, names, images, views)
+    watched, skipped = check_engine(services, engine, names, images, force=force, containers=views)
     outcomes += skipped
     stale = [w for w in watched if w.verdict is Verdict.STALE]
     outcomes += [outcome_without_update(w) for w in watched if w.verdict is not Verdict.STALE]
@@ -305,9 +305,8 @@ def _check_and_update(
         credentials=services.credentials,
         settings=settings,
         stop=services.stop,
-        snapshots=snapshots,
         state=services.state,
     )
-    outcomes += update_stale(ctx, stale)
+    outcomes += update_stale(ctx, stale)  # inspects every container only when one may swap
     if settings.lifecycle_hooks:
         run_post_check_hooks(engine, [w.name for w in watched])

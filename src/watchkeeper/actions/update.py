@@ -7,7 +7,11 @@ Order of one engine's update, and why:
    until the registry moves on: :mod:`actions.outcomes` says which failures are remembered),
    containers in a dependency cycle (``skipped``);
 2. the remaining stale containers are planned into groups with their dependents
-   (:mod:`containers.order`); groups share no container, so they cannot affect each other;
+   (:mod:`containers.order`); groups share no container, so they cannot affect each other. The
+   check worked from the engine's container list; only now, and only when a container may be
+   swapped, is every container of the engine inspected (:func:`take_snapshots`): the graph
+   needs links and ``container:`` modes the list does not show, and a run that only settles
+   rows costs no inspect;
 3. each image is pulled once (or, with NO_PULL, taken from the local tag), in the background, in
    the order the groups need them, at most two at a time per registry (:mod:`actions.parallel`);
    a failed pull, or registry credentials that cannot be had for it (a failing credential
@@ -32,7 +36,7 @@ from typing import Any
 
 import structlog
 
-from watchkeeper.actions.check import Verdict, Watched
+from watchkeeper.actions.check import Watched
 from watchkeeper.actions.groups import update_group
 from watchkeeper.actions.outcomes import (
     Target,
@@ -40,6 +44,7 @@ from watchkeeper.actions.outcomes import (
     failed_before,
     log_outcome,
     outcome_for,
+    settled_row,
 )
 from watchkeeper.actions.parallel import Pulls, background_pulls, run_side_by_side
 from watchkeeper.actions.policy import monitor_only, no_pull
@@ -61,26 +66,9 @@ _Pulled = dict[str, Any] | EngineError | RegistryAuthError | None
 
 
 def outcome_without_update(item: Watched) -> ContainerOutcome:
-    """The outcome of a container that the check already settled (fresh, pinned, error...).
-
-    A registry that refused the credentials (or wants some that cannot be had) is ``failed``:
-    it will not pass by itself, so it is an error of the run (exit 1, NOTIFY_ON=failures). A
-    registry that could not be asked (down, timeout, 5xx) is ``skipped``: the next poll asks
-    again. A label of the update rules that cannot be read (``watchkeeper.tag-include=(``) is
-    ``skipped`` with its error naming the label, and fails the run (``label_error``): nothing
-    was tried, but only its owner can fix it.
-    """
-    if item.verdict is Verdict.FRESH:
-        return outcome_for(item, State.FRESH)
-    if item.verdict is Verdict.ERROR and item.label_error:
-        reason = "a label of the update rules is invalid; container untouched"
-        return outcome_for(item, State.SKIPPED, error=item.error, reason=reason, label_error=True)
-    if item.verdict is Verdict.ERROR and item.auth_failed:
-        reason = "the registry refused the credentials; container untouched"
-        return outcome_for(item, State.FAILED, error=item.error, reason=reason)
-    if item.verdict is Verdict.ERROR:
-        return outcome_for(item, State.SKIPPED, error=item.error, reason="registry check failed")
-    return outcome_for(item, State.SKIPPED, reason=item.skip_reason or str(item.verdict))
+    """The outcome of a container that the check already settled (fresh, pinned, error...):
+    :func:`actions.outcomes.settled_row` says which."""
+    return settled_row(item, outcome_for, "container")
 
 
 def update_stale(ctx: UpdateContext, watched: Sequence[Watched]) -> list[ContainerOutcome]:
@@ -89,6 +77,8 @@ def update_stale(ctx: UpdateContext, watched: Sequence[Watched]) -> list[Contain
     Rows come settled ones first, then each group's in plan order (never in the order the
     groups finished), so a report reads the same from one run to the next.
     """
+    if not ctx.snapshots and any(needs_snapshots(ctx, item) for item in watched):
+        take_snapshots(ctx, watched)
     graph = DependencyGraph(ctx.snapshots)
     outcomes: list[ContainerOutcome] = []
     pending: dict[str, Watched] = {}
@@ -193,10 +183,49 @@ def _settle_and_swap(
     return outcomes
 
 
+def needs_snapshots(ctx: UpdateContext, item: Watched) -> bool:
+    """Whether a stale container may be swapped, which needs :func:`take_snapshots` first.
+
+    Monitor-only, waiting and failed-before rows are settled from the check alone: a run that
+    only announces them inspects no container.
+    """
+    return _settled_by_check(ctx, item) is None
+
+
+def take_snapshots(ctx: UpdateContext, stale: Sequence[Watched]) -> None:
+    """Inspect every container of the engine into ``ctx.snapshots`` (the dependency graph and
+    names of the update, as complete as the engine has them) and give each stale item its
+    container's full inspect instead of the list's view. Raises EngineError.
+
+    A stale container removed since the check keeps its view (in the snapshots too): its swap's
+    own inspect finds it gone and leaves it untouched (``container.vanished``).
+    """
+    ctx.snapshots = ctx.engine.list_containers(all=True)
+    by_id = {str(c["Id"]): c for c in ctx.snapshots}
+    for item in stale:
+        full = by_id.get(str(item.container["Id"]))
+        if full is None:
+            ctx.snapshots.append(item.container)
+        else:
+            item.container = full
+
+
 def _settled_without_pull(
     ctx: UpdateContext, graph: DependencyGraph, item: Watched
 ) -> ContainerOutcome | None:
     """The outcome of a stale container that is not to be pulled, else None."""
+    settled = _settled_by_check(ctx, item)
+    if settled is not None:
+        return settled
+    cycle = graph.cycle_of(str(item.container["Id"]))
+    if cycle is not None:
+        return outcome_for(item, State.SKIPPED, reason=cycle_reason(cycle))
+    return None
+
+
+def _settled_by_check(ctx: UpdateContext, item: Watched) -> ContainerOutcome | None:
+    """The outcome of a stale container that the check and the state settle (monitor-only,
+    waiting, failed before), else None."""
     if monitor_only(ctx.settings, item.container):
         return outcome_for(item, State.AVAILABLE, reason="monitor-only")
     if item.waiting is not None:
@@ -207,9 +236,6 @@ def _settled_without_pull(
         short = (digest or "").removeprefix("sha256:")[:12]
         reason = f"{short} failed or was rolled back before; waiting for a newer image"
         return outcome_for(item, State.SKIPPED, reason=reason)
-    cycle = graph.cycle_of(str(item.container["Id"]))
-    if cycle is not None:
-        return outcome_for(item, State.SKIPPED, reason=cycle_reason(cycle))
     return None
 
 

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import urllib3.exceptions
 
 from watchkeeper.containers.events import EventHub, Subscription
 from watchkeeper.containers.recreate import CreateSpec, parse_api_version, unplanned_image
+from watchkeeper.containers.summary import needs_inspect, summary_view
 from watchkeeper.errors import EngineError, EngineUnreachableError, PullError
 
 # urllib3's own errors escape requests while a streamed body (pull progress) is read.
@@ -55,6 +57,8 @@ _KILL_WAIT_S = 15.0
 _STOP_SIGNAL_API = (1, 42)
 # DOCKER_API_VERSION older than this is ignored: the recreate rules are tested from 1.41 on.
 _OLDEST_PINNED_API = (1, 41)
+# How old a ``docker info`` answer may be for :meth:`Engine.recent_info`.
+_INFO_REUSE_S = 10.0
 # The container events the health gate follows (``health_status`` matches every status).
 _GATE_EVENTS = {
     "type": ["container"],
@@ -121,6 +125,7 @@ class Engine:
         self._timeout = timeout
         self.api_version: str = str(self._api.api_version)
         self.url: str = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET_URL
+        self._last_info: tuple[float, dict[str, Any]] | None = None
         info = self.info()
         self.host_label: str = name or _host_label(self.url, info)
         # The engine's release (``docker version``), for the report's ``engines``.
@@ -211,22 +216,73 @@ class Engine:
         return EngineEvents(response, messages)
 
     def info(self) -> dict[str, Any]:
-        """``docker info``. Raises EngineError."""
+        """``docker info``, asked now (also whether the engine answers). Raises EngineError."""
         with _translated("info"):
-            return dict(self._api.info())
+            info = dict(self._api.info())
+        self._last_info = (time.monotonic(), info)
+        return info
+
+    def recent_info(self, max_age_s: float = _INFO_REUSE_S) -> dict[str, Any]:
+        """``docker info`` as answered at most ``max_age_s`` ago (at the connect, say), else
+        asked now: for what changes rarely (insecure registries, the Swarm role), so that a
+        ``run --once`` asks once, not once per reader. Raises EngineError."""
+        last = self._last_info
+        if last is not None and time.monotonic() - last[0] <= max_age_s:
+            return dict(last[1])
+        return self.info()
 
     def list_containers(self, *, all: bool) -> list[dict[str, Any]]:
-        """Full inspect dicts of the containers (``all``: stopped ones too).
+        """Full inspect dicts of the containers (``all``: stopped ones too): one list, then one
+        inspect per container. For what acts on containers (the dependency graph of an update);
+        a check reads :meth:`list_views` instead.
 
         A container removed between the listing and its inspect is left out.
         Raises EngineError.
         """
+        return self.inspected(self.list_summaries(all=all))
+
+    def list_summaries(self, *, all: bool, name_part: str | None = None) -> list[dict[str, Any]]:
+        """The engine's container list as it answers (``GET /containers/json``, one call);
+        ``name_part``: only the containers with it in their name (the engine's ``name``
+        filter matches part of a name, as ``docker ps --filter name=`` does). Raises EngineError.
+        """
+        filters = {"name": [name_part]} if name_part else None
         with _translated("list containers"):
-            summaries = self._api.containers(all=all)
+            return [dict(s) for s in self._api.containers(all=all, filters=filters)]
+
+    def list_views(self, *, all: bool) -> list[dict[str, Any]]:
+        """The containers as the list shows them: one call, a partial inspect dict each
+        (:func:`~watchkeeper.containers.summary.summary_view`), a full inspect only for an entry
+        the list cannot stand for. :meth:`completed` fills what a view lacks.
+
+        A container removed before its inspect is left out. Raises EngineError.
+        """
         found = []
-        for summary in summaries:
+        for summary in self.list_summaries(all=all):
+            view = summary_view(summary)
+            if view is None:
+                found += self.inspected([summary])
+            else:
+                found.append(view)
+        return found
+
+    def completed(self, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``containers`` with each view whose configured reference the list did not show
+        replaced by its full inspect; a container removed meanwhile is left out.
+        Raises EngineError."""
+        return [
+            full
+            for container in containers
+            for full in (self.inspected([container]) if needs_inspect(container) else [container])
+        ]
+
+    def inspected(self, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The full inspect of each container (by ``Id``), leaving out those removed meanwhile.
+        Raises EngineError."""
+        found = []
+        for container in containers:
             try:
-                found.append(self.inspect_container(summary["Id"]))
+                found.append(self.inspect_container(str(container["Id"])))
             except NotFoundError:
                 continue
         return found

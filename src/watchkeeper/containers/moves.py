@@ -32,6 +32,8 @@ ASIDE_MARKER = "-wk-old-"
 DONE_MARKER = "-wk-done-"
 FAILED_MARKER = "-wk-new-"
 HELD_MARKER = "-wk-held-"
+# What every marker has in common: a container list filtered by it holds every marked name.
+MARK_PART = "-wk-"
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
 _MARKED = re.compile(

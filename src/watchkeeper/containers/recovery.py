@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,7 @@ from watchkeeper.containers.engine import NotFoundError
 from watchkeeper.containers.moves import Gate, done_name, failed_name, read_mark
 from watchkeeper.containers.order import DependencyGraph, plan_groups
 from watchkeeper.containers.ready import NotReadyError, wait_until_ready
+from watchkeeper.containers.summary import plain_name
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_labels, container_name
 
@@ -84,6 +85,38 @@ class Unit:
 
 
 GateOf = Callable[[dict[str, Any]], Gate]
+
+
+def swap_related(summaries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The IDs, in list order, of the containers :func:`find_units` reads, from the engine's
+    container list (``GET /containers/json``): so recovery inspects these, not every container.
+
+    They are the containers with a swap mark in their name (or no name the list makes plain:
+    looked at rather than guessed), with a label an older watchkeeper put on a replacement, and
+    every container a mark (its 8-hex ID prefixes) or such a label (a full ID) points to.
+    """
+    listed = list(summaries)
+    marked: set[str] = set()
+    prefixes: set[str] = set()
+    pointed: set[str] = set()
+    for summary in listed:
+        own = str(summary.get("Id") or "")
+        name = plain_name(list(summary.get("Names") or []))
+        mark = read_mark(name) if name is not None else None
+        labels = summary.get("Labels") or {}
+        if name is None or mark is not None or PREVIOUS_ID_LABEL in labels:
+            marked.add(own)
+        if PREVIOUS_RUNNING_LABEL in labels:
+            marked.add(own)
+        if mark is not None:
+            prefixes |= {p for p in (mark.first, mark.second) if p}
+        if labels.get(PREVIOUS_ID_LABEL):
+            pointed.add(str(labels[PREVIOUS_ID_LABEL]))
+    return [
+        own
+        for own in (str(s.get("Id") or "") for s in listed)
+        if own in marked or own in pointed or any(own.startswith(p) for p in prefixes)
+    ]
 
 
 def find_units(containers: list[dict[str, Any]], gate_of: GateOf) -> list[Unit]:

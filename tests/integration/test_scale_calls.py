@@ -1,0 +1,177 @@
+"""What a run asks the engine, counted on the real engine (README, "Speed"): one container list,
+an inspect only where the list cannot answer, one inspect per distinct image.
+
+The counting is instrumentation around the real engine: the engine adapter's docker-py client
+is an HTTP session, and its ``send`` is wrapped to note each request's method and path. Nothing
+is timed; the figures for 500 containers are measured by ``scripts/scale_fixture.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import docker
+import pytest
+
+from tests.conftest import ImageFactory, Registry, engine_url
+from tests.integration.conftest import FAST, SLEEP, Starter
+from watchkeeper.actions.recover import recover_swaps
+from watchkeeper.actions.run import Services, run_once
+from watchkeeper.containers.endpoints import EngineHandle
+from watchkeeper.containers.engine import Engine
+from watchkeeper.metrics import Metrics
+from watchkeeper.registry.auth import CredentialStore
+from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
+from watchkeeper.settings import load_settings
+from watchkeeper.state import StateStore
+
+_VERSION = re.compile(r"^/v1\.\d+")
+
+
+class Calls:
+    """The engine requests sent through one adapter: (method, path, query)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seen: list[tuple[str, str, dict[str, list[str]]]] = []
+        api = engine.api_client
+        send = api.send
+
+        def counted(request: Any, **kwargs: Any) -> Any:
+            url = urlsplit(request.url)
+            self.seen.append((request.method, _VERSION.sub("", url.path), parse_qs(url.query)))
+            return send(request, **kwargs)
+
+        api.send = counted
+
+    def clear(self) -> None:
+        self.seen.clear()
+
+    def lists(self) -> list[dict[str, list[str]]]:
+        """The query of each ``GET /containers/json``."""
+        return [q for m, p, q in self.seen if (m, p) == ("GET", "/containers/json")]
+
+    def container_inspects(self) -> list[str]:
+        """The ID or name of each container inspected."""
+        found = (re.fullmatch(r"/containers/([^/]+)/json", p) for m, p, _ in self.seen)
+        return [match[1] for match in found if match and match[1] != "json"]
+
+    def image_inspects(self) -> list[str]:
+        found = (re.fullmatch(r"/images/(.+)/json", p) for m, p, _ in self.seen)
+        return [match[1] for match in found if match]
+
+
+@pytest.fixture
+def counted(tmp_path: Path) -> Iterator[tuple[Services, Calls]]:
+    """Services over the real engine (no startup recovery due) whose requests are counted."""
+    settings = load_settings({}, {**FAST, "WATCHKEEPER_STATE_DIR": str(tmp_path / "state")})
+    engine = Engine.connect(engine_url(), timeout=60)
+    calls = Calls(engine)
+    handle = EngineHandle(name=engine.host_label, url=engine.url, timeout=60, engine=engine)
+    handle.recovery_due = False
+    credentials = CredentialStore.load(str(tmp_path / "no-docker-config"))
+    insecure = InsecurePolicy.from_engines_info([engine.info()])
+    services = Services(
+        settings=settings,
+        engines=[handle],
+        registry=RegistryClient(credentials, insecure=insecure),
+        credentials=credentials,
+        state=StateStore(settings.state_dir),
+        metrics=Metrics(),
+    )
+    yield services, calls
+    services.registry.close()
+    engine.close()
+
+
+def test_run_nothing_new_one_list_no_container_inspect_one_inspect_per_image(
+    registry: Registry, images: ImageFactory, start: Starter, counted: tuple[Services, Calls]
+) -> None:
+    """Eight fresh containers on two images: one container list, not one container inspected,
+    each of the two images inspected once; all eight are fresh."""
+    services, calls = counted
+    tags = [f"{registry.host}/calls{i}:1" for i in range(2)]
+    for tag in tags:
+        images.build_and_push(tag, SLEEP)
+    containers = [start(tags[i % 2]) for i in range(8)]
+    image_ids = {c.attrs["Image"] for c in containers}
+    calls.clear()
+    report = run_once(services, [c.name for c in containers], trigger="test")
+    assert report.counts()["fresh"] == 8, report.to_dict()
+    (listed,) = calls.lists()
+    assert "filters" not in listed, calls.seen
+    assert listed["all"] == ["1"]
+    assert calls.container_inspects() == []
+    assert sorted(calls.image_inspects()) == sorted(image_ids)
+
+
+def test_recovery_without_interrupted_swap_lists_marked_names_only(
+    registry: Registry, images: ImageFactory, start: Starter, counted: tuple[Services, Calls]
+) -> None:
+    """Startup recovery asks the engine for the containers whose name holds a swap mark, and
+    inspects none of the watched ones: a clean engine costs one small list."""
+    services, calls = counted
+    tag = f"{registry.host}/calls-recover:1"
+    images.build_and_push(tag, SLEEP)
+    containers = [start(tag) for _ in range(3)]
+    engine = services.engines[0].engine
+    assert engine is not None
+    calls.clear()
+    assert recover_swaps(engine, services.settings, [c.name for c in containers]) == []
+    first = calls.lists()[0]
+    assert json.loads(first["filters"][0]) == {"name": ["-wk-"]}
+    ids = {c.id for c in containers}
+    assert not ids & set(calls.container_inspects())
+
+
+def test_run_one_stale_among_fresh_updates_it_with_every_setting(
+    registry: Registry,
+    images: ImageFactory,
+    start: Starter,
+    docker_client: docker.DockerClient,
+    counted: tuple[Services, Calls],
+    tmp_path: Path,
+) -> None:
+    """One stale container among fresh ones: the update inspects the engine's containers (the
+    swap works from full inspects, as before) and the replacement keeps the old container's
+    settings; the fresh ones are untouched."""
+    services, calls = counted
+    fresh_tag = f"{registry.host}/calls-fresh:1"
+    images.build_and_push(fresh_tag, SLEEP)
+    fresh = [start(fresh_tag) for _ in range(3)]
+    stale_tag = f"{registry.host}/calls-stale:1"
+    images.build_and_push(stale_tag, SLEEP, marker="v1")
+    data = tmp_path / "data"
+    data.mkdir()
+    old = start(
+        stale_tag,
+        environment={"MODE": "scale"},
+        labels={"org.example.role": "worker"},
+        volumes={str(data): {"bind": "/data", "mode": "rw"}},
+        restart_policy={"Name": "unless-stopped"},
+        hostname="calls-host",
+        mem_limit="64m",
+    )
+    new_digest = images.build_and_push(stale_tag, SLEEP, marker="v2")
+    calls.clear()
+    names = [old.name, *(c.name for c in fresh)]
+    report = run_once(services, names, trigger="test")
+    rows = {row.name: row for row in report.containers}
+    assert rows[old.name].state.value == "updated", report.to_dict()
+    assert rows[old.name].new_digest == new_digest
+    assert {rows[c.name].state.value for c in fresh} == {"fresh"}
+    assert old.id in calls.container_inspects()  # the update's full inspects, as before
+    new = docker_client.containers.get(old.name)
+    assert new.id != old.id
+    assert new.status == "running"
+    before, after = old.attrs, new.attrs
+    assert "MODE=scale" in after["Config"]["Env"]
+    assert after["Config"]["Labels"]["org.example.role"] == "worker"
+    assert after["Config"]["Hostname"] == "calls-host"
+    for key in ("Binds", "RestartPolicy", "Memory", "NetworkMode"):
+        assert after["HostConfig"][key] == before["HostConfig"][key], key
+    assert {c.id for c in fresh} == {docker_client.containers.get(c.name).id for c in fresh}
