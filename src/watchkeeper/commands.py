@@ -28,6 +28,7 @@ from watchkeeper.settings import Settings
 
 if TYPE_CHECKING:
     from watchkeeper.actions.check import Watched
+    from watchkeeper.actions.services import WatchedService
     from watchkeeper.containers.endpoints import EngineHandle
     from watchkeeper.registry.digest import RegistryClient
 
@@ -109,14 +110,14 @@ def _check_engine(
     """The ``check`` rows of one engine; one ``error`` row when it cannot be listed."""
     from watchkeeper.actions.check import check_containers, select_on_engine
     from watchkeeper.actions.run import connect_engine
-    from watchkeeper.actions.services import check_only, check_row_of
+    from watchkeeper.actions.services import check_only
     from watchkeeper.actions.versions import apply_update_rules
 
     try:
         engine = connect_engine(handle)
         selected, _ = select_on_engine(engine, settings, names)
         # A Swarm manager's services (README, "Swarm"), in the same columns.
-        services = [check_row_of(s) for s in check_only(engine, registry, settings, names)]
+        services = check_only(engine, registry, settings, names)
     except (EngineUnreachableError, EngineError) as exc:
         handle.drop()
         return [{**dict.fromkeys(TABLE_COLUMNS), "engine": handle.name, "verdict": "error",
@@ -124,15 +125,18 @@ def _check_engine(
     watched = check_containers(engine, registry, selected, no_pull=settings.no_pull)
     apply_update_rules(watched, registry, settings)
     return [check_row(w, handle.name) for w in watched] + [
-        {**dict.fromkeys(TABLE_COLUMNS), **s, "engine": handle.name} for s in services
+        check_row(s, handle.name, kind="service") for s in services
     ]
 
 
-def check_row(item: Watched, engine: str | None = None) -> dict[str, str | None]:
-    """One line of ``check`` output."""
+def check_row(
+    item: Watched | WatchedService, engine: str | None = None, kind: str = "container"
+) -> dict[str, str | None]:
+    """One line of ``check`` output: a container's, or a service's (``kind="service"``: its
+    name in the ``container`` column)."""
     return {
         "engine": engine,
-        "kind": "container",
+        "kind": kind,
         "container": item.name,
         "image": item.image_ref,
         "local_digest": item.local_digest,

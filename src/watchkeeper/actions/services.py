@@ -32,7 +32,12 @@ from typing import Any
 import structlog
 
 from watchkeeper.actions.check import RuleFields, Verdict
-from watchkeeper.actions.outcomes import FAILED_SECTION, engine_answers, log_outcome
+from watchkeeper.actions.outcomes import (
+    FAILED_SECTION,
+    engine_answers,
+    log_outcome,
+    settled_row,
+)
 from watchkeeper.actions.policy import monitor_only
 from watchkeeper.actions.select import image_matches, label_selected
 from watchkeeper.actions.versions import apply_update_rules, row_fields
@@ -266,18 +271,9 @@ def _row_of_disabled(service: dict[str, Any]) -> ContainerOutcome:
 
 def row_without_update(item: WatchedService) -> ContainerOutcome:
     """The row of a service the check settled (fresh, pinned, no digest, registry error, a
-    label of the update rules that cannot be read)."""
-    if item.verdict is Verdict.FRESH:
-        return service_row(item, State.FRESH)
-    if item.verdict is Verdict.ERROR and item.label_error:
-        reason = "a label of the update rules is invalid; service untouched"
-        return service_row(item, State.SKIPPED, error=item.error, reason=reason, label_error=True)
-    if item.verdict is Verdict.ERROR and item.auth_failed:
-        reason = "the registry refused the credentials; service untouched"
-        return service_row(item, State.FAILED, error=item.error, reason=reason)
-    if item.verdict is Verdict.ERROR:
-        return service_row(item, State.SKIPPED, error=item.error, reason="registry check failed")
-    return service_row(item, State.SKIPPED, reason=item.skip_reason or str(item.verdict))
+    label of the update rules that cannot be read), as a container's
+    (:func:`actions.outcomes.settled_row`)."""
+    return settled_row(item, service_row, "service")
 
 
 def update_service(
@@ -405,21 +401,3 @@ def check_only(
         return []
     watched, _ = select_services(adapter.list_services(), settings, names)
     return check_services(registry, watched, settings)
-
-
-def check_row_of(item: WatchedService) -> dict[str, str | None]:
-    """A service's line of ``check`` (its name in the ``container`` column, ``kind: service``),
-    with the update rules' columns as a container's."""
-    return {
-        "kind": "service",
-        "container": item.name,
-        "image": item.image_ref,
-        "local_digest": item.local_digest,
-        "remote_digest": item.remote_digest,
-        "verdict": str(item.verdict),
-        "error": item.error or item.skip_reason or item.wait_reason or item.rules_note,
-        "policy": item.policy,
-        "current_tag": item.current_tag,
-        "candidate_tag": item.candidate_tag,
-        "waiting": item.waiting,
-    }
