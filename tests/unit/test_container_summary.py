@@ -14,11 +14,24 @@ from typing import Any
 
 import pytest
 
-from watchkeeper.actions.check import classify_local
+from watchkeeper.actions.check import Verdict, Watched, classify_local
+from watchkeeper.actions.outcomes import UpdateContext
 from watchkeeper.actions.select import select_containers
+from watchkeeper.actions.update import update_stale
+from watchkeeper.containers.moves import (
+    ASIDE_MARKER,
+    DONE_MARKER,
+    FAILED_MARKER,
+    HELD_MARKER,
+    MARK_PART,
+    NEXT_MARKER,
+    read_mark,
+)
 from watchkeeper.containers.recovery import swap_related
 from watchkeeper.containers.summary import is_view, needs_inspect, plain_name, summary_view
+from watchkeeper.registry.reference import parse_reference
 from watchkeeper.settings import load_settings
+from watchkeeper.state import StateStore
 
 DATA = Path(__file__).parent / "data"
 VERSIONS = ("1.41", "1.45", "1.48", "1.52")
@@ -159,3 +172,44 @@ def test_swap_related_follows_an_older_watchkeepers_label() -> None:
     old, new, other = summaries[1], dict(summaries[2]), summaries[3]
     new["Labels"] = {**(new["Labels"] or {}), "watchkeeper.swap.previous-id": old["Id"]}
     assert swap_related([old, new, other]) == [old["Id"], new["Id"]]
+
+
+def test_every_swap_mark_holds_the_part_recovery_lists_by() -> None:
+    """Recovery asks the engine only for names holding ``MARK_PART``: every mark must."""
+    markers = (NEXT_MARKER, ASIDE_MARKER, DONE_MARKER, FAILED_MARKER, HELD_MARKER)
+    assert all(MARK_PART in marker for marker in markers)
+    for role in ("next", "old", "done", "new", "held"):
+        name = f"web-wk-{role}-0123abcd-4567ef01"
+        assert read_mark(name) is not None
+        assert MARK_PART in name
+
+
+class NoListEngine:
+    """An engine whose containers must not be inspected: every list of them fails the test."""
+
+    host_label = "local"
+
+    def list_containers(self, *, all: bool) -> list[dict[str, Any]]:
+        raise AssertionError("every container was inspected for rows that need none")
+
+
+def test_update_monitor_only_rows_inspect_no_container(tmp_path: Path) -> None:
+    """Stale containers under MONITOR_ONLY are ``available`` from their views alone; a stale
+    one that may swap makes the update inspect every container first."""
+    record = recorded("1.45")
+    view = summary_view(record["summaries"][0])
+    assert view is not None
+    settings = load_settings(environ={"WATCHKEEPER_MONITOR_ONLY": "true"})
+    engine: Any = NoListEngine()
+    credentials: Any = None
+    ctx = UpdateContext(
+        engine=engine, credentials=credentials, settings=settings, state=StateStore(tmp_path)
+    )
+    item = Watched(container=view, image=None, reference=None, verdict=Verdict.STALE)
+    item.reference = parse_reference(view["Config"]["Image"])
+    item.remote_digest = "sha256:" + "d" * 64
+    (row,) = update_stale(ctx, [item])
+    assert row.state.value == "available"
+    ctx.settings = load_settings(environ={})
+    with pytest.raises(AssertionError, match="every container was inspected"):
+        update_stale(ctx, [item])
