@@ -277,6 +277,9 @@ class FakeEngine:
     def info(self) -> dict[str, Any]:
         return {}
 
+    def recent_info(self) -> dict[str, Any]:
+        return self.info()
+
 
 def run_for(tmp_path: Path, **environ: str) -> ServiceRun:
     """A ServiceRun over fakes, with a real state store under ``tmp_path``."""

@@ -145,7 +145,8 @@ class WatchedService(RuleFields):
 
 def swarm_services(engine: Engine) -> SwarmServices | None:
     """The engine's service adapter when it is a Swarm manager, else None. Raises EngineError."""
-    return SwarmServices(engine) if is_swarm_manager(engine.info()) else None
+    # The answer of the connect when it is recent: a run --once asks docker info once.
+    return SwarmServices(engine) if is_swarm_manager(engine.recent_info()) else None
 
 
 def select_services(
