@@ -1,7 +1,7 @@
 """Swarm services on a single-node swarm: Swarm rolls them, watchkeeper asks (README, "Swarm").
 
-The module makes the test engine a Swarm manager (``docker swarm init --advertise-addr
-127.0.0.1``) and leaves the swarm again afterwards, whatever happened; standalone containers of
+The module makes the test engine a Swarm manager (``docker swarm init`` on a loopback
+address) and leaves the swarm again afterwards, whatever happened; standalone containers of
 other tests keep working meanwhile. Services are named with the test's prefix and removed after
 each test. Swarm's timings are short (monitor 1 s, fast rollback) so that a rolling update or a
 rollback takes seconds.
@@ -30,6 +30,7 @@ from tests.conftest import (
     start_registry,
 )
 from tests.integration.conftest import SLEEP
+from tests.support.engine_objects import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -40,8 +41,14 @@ ServiceMaker = Callable[..., dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def swarm(docker_client: docker.DockerClient) -> Iterator[None]:
-    """The test engine as a single-node Swarm manager, left again afterwards."""
-    docker_client.swarm.init(advertise_addr="127.0.0.1")
+    """The test engine as a single-node Swarm manager, left again afterwards.
+
+    It listens on a free loopback port instead of 0.0.0.0:2377, so that the other engine of
+    this machine can be a swarm manager at the same time (each engine's Swarm tests), and
+    nothing of the swarm listens beyond loopback.
+    """
+    address = f"127.0.0.1:{free_port()}"
+    docker_client.swarm.init(advertise_addr=address, listen_addr=address)
     try:
         yield
     finally:
