@@ -175,3 +175,39 @@ def test_run_one_stale_among_fresh_updates_it_with_every_setting(
     for key in ("Binds", "RestartPolicy", "Memory", "NetworkMode"):
         assert after["HostConfig"][key] == before["HostConfig"][key], key
     assert {c.id for c in fresh} == {docker_client.containers.get(c.name).id for c in fresh}
+
+
+def test_run_container_whose_tag_moved_locally_is_inspected_and_judged_by_its_tag(
+    registry: Registry,
+    images: ImageFactory,
+    start: Starter,
+    docker_client: docker.DockerClient,
+    counted: tuple[Services, Calls],
+    tmp_path: Path,
+) -> None:
+    """A newer image pulled under a container's tag makes the list show the container's image
+    ID instead of its tag: that container, and only it, is inspected, and it is judged by its
+    tag (``available`` under MONITOR_ONLY), never taken for one created from an image ID."""
+    services, calls = counted
+    services.settings = load_settings(
+        {}, {"WATCHKEEPER_MONITOR_ONLY": "true", "WATCHKEEPER_STATE_DIR": str(tmp_path / "s")}
+    )
+    fresh_tag = f"{registry.host}/calls-steady:1"
+    images.build_and_push(fresh_tag, SLEEP)
+    fresh = [start(fresh_tag) for _ in range(2)]
+    moved_tag = f"{registry.host}/calls-moved:1"
+    images.build_and_push(moved_tag, SLEEP, marker="v1")
+    moved = start(moved_tag)
+    new_digest = images.build_and_push(moved_tag, SLEEP, marker="v2")
+    docker_client.images.pull(moved_tag)
+    (listed,) = docker_client.api.containers(filters={"id": moved.id})
+    assert listed["Image"] == moved.attrs["Image"]  # the list shows the ID, not the tag
+    calls.clear()
+    report = run_once(services, [moved.name, *(c.name for c in fresh)], trigger="test")
+    rows = {row.name: row for row in report.containers}
+    assert rows[moved.name].state.value == "available", report.to_dict()
+    assert rows[moved.name].image == moved_tag
+    assert rows[moved.name].new_digest == new_digest
+    assert {rows[c.name].state.value for c in fresh} == {"fresh"}
+    assert calls.container_inspects() == [moved.id]
+    assert docker_client.containers.get(moved.name).id == moved.id
