@@ -17,8 +17,9 @@ Docker 29 (API 1.52) adds ``Health``, Docker 28 (API 1.48) ``ImageManifestDescri
 containerd image store; ``Labels`` is ``null`` for a container without labels,
 ``HostConfig.NetworkMode`` and ``HostConfig.Annotations`` are omitted when empty. None of those
 is read here. A view carries only what the check and the selection read; anything that acts on a
-container (a swap, the dependency graph, recovery) works from a full inspect, and a view is never
-handed to it (:func:`is_view`).
+container works from full inspects: the update inspects every container for its dependency graph
+before it moves one, each swap inspects its container afresh, and recovery inspects what it
+repairs (:func:`is_view` tells a view from an inspect).
 """
 
 from __future__ import annotations
