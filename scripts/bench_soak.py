@@ -11,6 +11,8 @@ constant, nothing above warning.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 import urllib.request
 import uuid
@@ -96,8 +98,10 @@ def soak(space: Workspace, runs: int, url: str | None = None) -> dict[str, Any]:
     try:
         for target in sorted({*range(push_every, runs, push_every), runs}):
             daemon.wait_runs(target, timeout=60 + 30 * push_every)
+            progress = {"run": daemon.runs, **daemon.stats(), "severe": len(daemon.severe)}
+            print(json.dumps(progress), file=sys.stderr, flush=True)
             if "base" not in figures and target >= baseline_run:
-                figures["base"] = {"run": daemon.runs, **daemon.stats()}
+                figures["base"] = progress
             figures["api_status"] = ask_api(api_port, token)
             if target < runs:
                 pushed += 1

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -192,6 +192,7 @@ class Daemon:
         self.levels: Counter[str] = Counter()
         self.severe: list[str] = []
         self.events: Counter[str] = Counter()
+        self.tail: deque[str] = deque(maxlen=20)
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -213,6 +214,7 @@ class Daemon:
             level, event = str(entry.get("level", "")).lower(), str(entry.get("event", ""))
         except (ValueError, AttributeError):
             level, event = ("error" if line.strip() else ""), ""
+        self.tail.append(line.rstrip())
         self.levels[level] += 1
         self.events[event] += 1
         if level in SEVERE:
@@ -229,7 +231,8 @@ class Daemon:
                     raise RuntimeError(f"daemon exited ({self.proc.returncode}): {self.severe}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise RuntimeError(f"{self.runs} of {count} runs within {timeout} s")
+                    last = "\n".join(self.tail)
+                    raise RuntimeError(f"{self.runs} of {count} runs within {timeout} s:\n{last}")
                 self._changed.wait(min(left, 1.0))
 
     def stats(self) -> dict[str, float]:

@@ -32,8 +32,9 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +123,14 @@ def check_engines_run(report: dict[str, Any], engines: int, per_engine: int) -> 
 def bench_scale(space: Workspace, count: int, image_count: int, repeat: int) -> dict[str, Any]:
     """``count`` sleeping containers on ``image_count`` images, nothing new: whole process."""
     tags = space.push_images([f"scale{i}" for i in range(image_count)], SLEEP, marker="v0")
-    names = [f"wk-scale-{RUN_ID}-{i}" for i in range(count)]
+    names = [f"wk-bscale-{RUN_ID}-{i}" for i in range(count)]
+    # No network: a bridge takes 1,024 ports at most, and the check never looks at one.
+    specs = [
+        Spec(n, tags[i % image_count], extra={"network_mode": "none"}) for i, n in enumerate(names)
+    ]
     started = time.monotonic()
     try:
-        create_containers(
-            space.client, [Spec(n, tags[i % image_count]) for i, n in enumerate(names)]
-        )
+        create_containers(space.client, specs)
         created_s = time.monotonic() - started
         fresh = bench_fresh(space, names, repeat)
     finally:
@@ -280,8 +283,11 @@ def git_head() -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The README's table from the measured figures."""
-    fresh, rows = results["fresh"], []
+    """The README's table from the measured figures (a failed measure: its error)."""
+    rows = [[f"{name}: FAILED", error] for name, error in results["errors"].items()]
+    if "fresh" not in results:
+        return markdown_table(["measure", "value"], rows)
+    fresh = results["fresh"]
     n = fresh["containers"]
     per_s = [n / r for r in fresh["run_s"]]
     rows += [
@@ -392,15 +398,32 @@ def measure(space: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         space.client, [Spec(n, tags[i % args.images], ports[n]) for i, n in enumerate(names)]
     )
     time.sleep(1)
-    results: dict[str, Any] = {"fresh": bench_fresh(space, names, args.repeat)}
-    if args.engines > 1:
-        results["engines"] = bench_engines(space, names, args.engines, args.repeat)
-    results["idle"] = bench_idle_daemon(names)
-    if not args.no_updates:
-        results["updates"] = bench_updates(space, names, tags, ports, args.repeat)
-    if args.scale:
-        results["scale"] = bench_scale(space, args.scale, args.scale_images, args.repeat)
+    results: dict[str, Any] = {"errors": {}}
+    measures: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("fresh", lambda: bench_fresh(space, names, args.repeat)),
+        ("engines", lambda: bench_engines(space, names, args.engines, args.repeat)),
+        ("idle", lambda: bench_idle_daemon(names)),
+        ("updates", lambda: bench_updates(space, names, tags, ports, args.repeat)),
+        ("scale", lambda: bench_scale(space, args.scale, args.scale_images, args.repeat)),
+    ]
+    skipped = {"engines": args.engines < 2, "updates": args.no_updates, "scale": not args.scale}
+    for name, work in measures:
+        if not skipped.get(name):
+            guarded(results, name, work)
     return results
+
+
+def guarded(results: dict[str, Any], name: str, work: Callable[[], dict[str, Any]]) -> None:
+    """Run one measure into ``results[name]``; a failure is kept in ``results["errors"]`` so
+    that the others are still measured and printed."""
+    started = time.monotonic()
+    print(f"measuring {name}...", file=sys.stderr, flush=True)
+    try:
+        results[name] = work()
+    except Exception as exc:  # noqa: BLE001 (reported in the output, the run goes on)
+        results["errors"][name] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    print(f"{name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -438,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_sim.main(args)
     command = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
+    failed = False
     with workspace() as space:
         header = engine_line(space)
         if args.soak:
@@ -445,9 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             text = bench_soak.soak_table(bench_soak.soak(space, args.soak_runs))
         else:
-            text = table(measure(space, args))
+            results = measure(space, args)
+            text, failed = table(results), bool(results["errors"])
     print(f"{header}\n`{command}`\n\n{text}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
