@@ -16,6 +16,7 @@ import pytest
 
 from watchkeeper.actions.check import Verdict, Watched, classify_local
 from watchkeeper.actions.outcomes import UpdateContext
+from watchkeeper.actions.recover import swap_containers
 from watchkeeper.actions.select import select_containers
 from watchkeeper.actions.update import update_stale
 from watchkeeper.containers.moves import (
@@ -213,3 +214,33 @@ def test_update_monitor_only_rows_inspect_no_container(tmp_path: Path) -> None:
     ctx.settings = load_settings(environ={})
     with pytest.raises(AssertionError, match="every container was inspected"):
         update_stale(ctx, [item])
+
+
+class ListingEngine:
+    """An engine that answers the recorded list, ignoring filters as a proxy might."""
+
+    def __init__(self, summaries: list[dict[str, Any]], inspects: dict[str, Any]) -> None:
+        self.summaries, self.inspects = summaries, inspects
+        self.lists: list[str | None] = []
+
+    def list_summaries(self, *, all: bool, name_part: str | None = None) -> list[dict[str, Any]]:
+        self.lists.append(name_part)
+        return list(self.summaries)
+
+    def inspected(self, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.inspects[c["Id"]] for c in containers]
+
+
+def test_swap_containers_one_list_without_marks_even_when_the_filter_is_ignored() -> None:
+    """Recovery on an engine without a marked name: one (filtered) list, no inspect, even when
+    the engine answers every container; with one, the whole list and the related inspects."""
+    record = recorded("1.45")
+    names = scenario_of(record)
+    clean = [s for s in record["summaries"] if names[s["Id"]] != "marked"]
+    engine: Any = ListingEngine(clean, record["inspects"])
+    assert swap_containers(engine) == []
+    assert engine.lists == [MARK_PART]
+    engine = ListingEngine(record["summaries"], record["inspects"])
+    found = swap_containers(engine)
+    assert engine.lists == [MARK_PART, None]
+    assert sorted(names[c["Id"]] for c in found) == ["marked", "plain"]

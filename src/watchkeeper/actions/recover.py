@@ -81,7 +81,8 @@ def swap_containers(engine: Engine) -> list[dict[str, Any]]:
     only when the engine has one is the whole list read, and the containers
     :func:`containers.recovery.swap_related` names inspected.
     """
-    if not engine.list_summaries(all=True, name_part=MARK_PART):
+    # An engine that ignored the filter listed everything: the marks are looked for here too.
+    if not swap_related(engine.list_summaries(all=True, name_part=MARK_PART)):
         return []
     summaries = engine.list_summaries(all=True)
     related = set(swap_related(summaries))
