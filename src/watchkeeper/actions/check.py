@@ -38,8 +38,10 @@ from watchkeeper.settings import Settings
 log = structlog.get_logger()
 
 # Image inspects in flight at once: the engine answers them in parallel, and each distinct image
-# of a 500-container estate is inspected once per check.
-IMAGE_INSPECTS = 8
+# of a 500-container estate is inspected once per check. Fewer than the listen backlog of a
+# small socket proxy in front of the engine (Python's socketserver: 5), which refuses a larger
+# burst of new connections.
+IMAGE_INSPECTS = 4
 
 # An image's inspect, None when the engine has no such image, or why it could not be read.
 ImageAnswer = dict[str, Any] | EngineError | None

@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +57,6 @@ _KILL_WAIT_S = 15.0
 _STOP_SIGNAL_API = (1, 42)
 # DOCKER_API_VERSION older than this is ignored: the recreate rules are tested from 1.41 on.
 _OLDEST_PINNED_API = (1, 41)
-# Container inspects in flight at once when every container is inspected (an update's graph).
-_INSPECTS = 8
 # How old a ``docker info`` answer may be for :meth:`Engine.recent_info`.
 _INFO_REUSE_S = 10.0
 # The container events the health gate follows (``health_status`` matches every status).
@@ -280,22 +277,20 @@ class Engine:
         ]
 
     def inspected(self, containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The full inspect of each container (by ``Id``), in order, ``_INSPECTS`` at a time,
-        leaving out those removed meanwhile. Raises EngineError."""
+        """The full inspect of each container (by ``Id``), in order, leaving out those removed
+        meanwhile. Raises EngineError.
 
-        def one(container: dict[str, Any]) -> dict[str, Any] | None:
+        One at a time: a socket proxy in front of the engine may refuse a burst of new
+        connections (a small listen backlog), and one refused inspect here fails the engine's
+        run.
+        """
+        found = []
+        for container in containers:
             try:
-                return self.inspect_container(str(container["Id"]))
+                found.append(self.inspect_container(str(container["Id"])))
             except NotFoundError:
-                return None
-
-        if len(containers) <= 1:
-            answers = [one(container) for container in containers]
-        else:
-            workers = min(_INSPECTS, len(containers))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inspect") as pool:
-                answers = list(pool.map(one, containers))
-        return [answer for answer in answers if answer is not None]
+                continue
+        return found
 
     def inspect_container(self, id_or_name: str) -> dict[str, Any]:
         """The inspect dict of one container. Raises NotFoundError, EngineError."""
