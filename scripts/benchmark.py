@@ -253,9 +253,8 @@ def bench_idle_daemon(names: Sequence[str], runs: int = 5) -> dict[str, Any]:
 # -- the table --------------------------------------------------------------------------------
 
 
-def engine_line(space: Workspace) -> str:
-    """Machine, engine and date, for the README."""
-    version = space.client.version()
+def machine_line() -> str:
+    """Date, machine, Python and the commit measured, for the README."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line),
@@ -263,9 +262,14 @@ def engine_line(space: Workspace) -> str:
     )
     return (
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores "
-        f"({cpu}), Engine {version['Version']} (API {version['ApiVersion']}), Python "
-        f"{platform.python_version()}, commit {git_head()}"
+        f"({cpu}), Python {platform.python_version()}, commit {git_head()}"
     )
+
+
+def engine_line(space: Workspace) -> str:
+    """:func:`machine_line` and the engine measured."""
+    version = space.client.version()
+    return f"{machine_line()}, Engine {version['Version']} (API {version['ApiVersion']})"
 
 
 def git_head() -> str:
@@ -459,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sim_point or args.simulate:
         import bench_sim
 
+        if args.simulate:
+            print(machine_line())
         return bench_sim.main(args)
     command = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
     failed = False
