@@ -133,6 +133,21 @@ def test_render_subject_without_changes_says_no_changes() -> None:
     assert render_report(report).subject == "watchkeeper on web-1: no changes"
 
 
+def test_render_subject_names_rows_skipped_for_an_invalid_label() -> None:
+    """A run whose only finding is an invalid rule label is not "no changes": it failed."""
+    report = make_report(
+        ContainerOutcome("db", "postgres:16", State.FRESH),
+        ContainerOutcome("x", "x:1", State.SKIPPED, label_error=True),
+        ContainerOutcome("y", "y:1", State.SKIPPED, label_error=True),
+    )
+    assert render_report(report).subject == "watchkeeper on web-1: 2 label errors"
+    one = make_report(
+        ContainerOutcome("a", "a:1", State.UPDATED),
+        ContainerOutcome("x", "x:1", State.SKIPPED, label_error=True),
+    )
+    assert render_report(one).subject == "watchkeeper on web-1: 1 updated, 1 label error"
+
+
 def test_render_html_has_one_row_per_container() -> None:
     """The HTML table has exactly one data row per container, in report order."""
     rows = parse_html(render_report(mixed_report()).html).data_rows

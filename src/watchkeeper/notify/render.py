@@ -149,11 +149,19 @@ def column_widths(rows: list[Row]) -> dict[str, int]:
 
 
 def render_subject(report: Report, title_tag: str | None = None) -> str:
-    """``[TAG] watchkeeper on HOST: 2 updated, 1 rolled back`` (README, "Notifications")."""
+    """``[TAG] watchkeeper on HOST: 2 updated, 1 rolled back`` (README, "Notifications").
+
+    After the state counts: rows skipped for an invalid label, then unreachable engines.
+    """
     counts = report.counts()
     parts = [
         f"{counts[str(state)]} {label}" for state, label in SUBJECT_COUNTS if counts[str(state)]
     ]
+    label_errors = sum(1 for outcome in report.containers if outcome.label_error)
+    if label_errors:
+        # Skipped rows count as "no changes", but one skipped for an invalid label is a
+        # failure that a person must fix: a subject saying "no changes" would hide it.
+        parts.append(f"{label_errors} label error{'' if label_errors == 1 else 's'}")
     if counts["engine_errors"]:
         parts.append(f"{counts['engine_errors']} engine unreachable")
     prefix = f"[{title_tag}] " if title_tag else ""
