@@ -1,5 +1,5 @@
 """Entry point for ``python -m watchkeeper``."""
 
-from watchkeeper.cli import main
+from watchkeeper.cli import entry
 
-raise SystemExit(main())
+entry()

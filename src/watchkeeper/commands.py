@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,7 @@ def run_once_command(
                 raise
             report = None
         if report is not None and as_json:
-            print(json.dumps(report.to_dict()))
+            print_result(json.dumps(report.to_dict()))
         if signals.received is not None:
             log.info("shutdown", reason="signal", signal=signals.name)
             return signals.exit_code
@@ -97,11 +98,23 @@ def check(settings: Settings, names: Sequence[str], *, as_json: bool) -> int:
     with registry.shared_run(), ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lambda h: _check_engine(h, registry, settings, names), handles))
     rows = [row for part in parts for row in part]
-    if as_json:
-        print(json.dumps(rows))
-    else:
-        print(format_table(rows))
+    print_result(json.dumps(rows) if as_json else format_table(rows))
     return 1 if any(row["verdict"] == "error" for row in rows) else 0
+
+
+def print_result(text: str) -> None:
+    """Print the command's result on stdout, now; a reader that has gone is no error of ours.
+
+    ``watchkeeper check | head -1`` closes the pipe after one line: the rest has nowhere to
+    go, so stdout is pointed at /dev/null (later writes and the exit's flush then succeed) and
+    the command's exit code still says how the check or the run went.
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _check_engine(
