@@ -88,6 +88,29 @@ def counted(tmp_path: Path) -> Iterator[tuple[Services, Calls]]:
     engine.close()
 
 
+def test_connect_asks_version_and_info_only_and_a_socket_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connecting costs two requests: the API version's negotiation (``GET /version``, which
+    proves the engine answers: no ``/_ping`` besides) and ``docker info``. The engine's own
+    requests on a local socket skip requests' proxy and ``.netrc`` lookups."""
+    seen: list[str] = []
+    send = docker.APIClient.send
+
+    def counted(self: Any, request: Any, **kwargs: Any) -> Any:
+        seen.append(_VERSION.sub("", urlsplit(request.url).path))
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(docker.APIClient, "send", counted)
+    engine = Engine.connect(engine_url(), timeout=60)
+    try:
+        assert seen == ["/version", "/info"]
+        assert engine_url().startswith("unix://")
+        assert engine.api_client.trust_env is False
+    finally:
+        engine.close()
+
+
 def test_run_nothing_new_one_list_no_container_inspect_one_inspect_per_image(
     registry: Registry, images: ImageFactory, start: Starter, counted: tuple[Services, Calls]
 ) -> None:

@@ -145,7 +145,10 @@ class Engine:
         name: str | None = None,
         tls: TlsFiles | None = None,
     ) -> Engine:
-        """Connect to ``base_url`` (None: ``DOCKER_HOST`` or the local socket) and ping it.
+        """Connect to ``base_url`` (None: ``DOCKER_HOST`` or the local socket).
+
+        No separate ``/_ping``: negotiating the API version (``GET /version``) already proves
+        the engine answers, and ``docker info`` follows at once.
 
         With ``tls`` the engine is reached over HTTPS with those files, verifying the server
         against their CA: a certificate that does not verify is this engine's
@@ -157,8 +160,7 @@ class Engine:
         """
         url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET_URL
         try:
-            client = _client(url, "auto", timeout, tls)
-            client.ping()
+            client = _client(url, "auto", timeout, tls)  # asks GET /version
             if api_version:
                 client = _pinned_client(client, api_version.strip(), url, timeout, tls)
         except (*_TRANSLATED, OSError) as exc:  # OSError: a certificate file that cannot be read
@@ -539,9 +541,22 @@ def _client(url: str, version: str, timeout: float, tls: TlsFiles | None) -> Any
         tls_config = docker.tls.TLSConfig(
             client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
         )
-    return docker.DockerClient(
+    client = docker.DockerClient(
         base_url=url, version=version, timeout=timeout, tls=tls_config, max_pool_size=_POOL_SIZE
     )
+    client.api.trust_env = _trusts_environment(url)
+    return client
+
+
+def _trusts_environment(url: str) -> bool:
+    """Whether requests should read the environment (proxies, ``.netrc``) for ``url``.
+
+    Not for a local socket: no proxy or ``.netrc`` entry applies to one, and the lookups cost
+    every engine request a scan of the environment and of the home folder. A ``tcp://`` engine
+    keeps them: it may sit behind an HTTP(S) proxy named by ``HTTPS_PROXY``/``NO_PROXY``, or
+    behind one that wants ``.netrc`` credentials, as the docker CLI's users expect.
+    """
+    return urlparse(url).scheme not in ("unix", "npipe")
 
 
 class EngineEvents:
