@@ -38,7 +38,7 @@ from watchkeeper.containers.engine import Engine, TlsFiles
 from watchkeeper.containers.pause import warn_if_armed
 from watchkeeper.errors import ConfigError, EngineUnreachableError
 from watchkeeper.heartbeat import HEARTBEAT_EVERY_S, write_heartbeat
-from watchkeeper.metrics import Metrics
+from watchkeeper.metrics import Metrics, NoMetrics
 from watchkeeper.notify.service import Notifications
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
@@ -59,6 +59,11 @@ log = structlog.get_logger()
 def build_services(settings: Settings) -> Services:
     """Everything a run needs: the adapters, the state store and the metrics.
 
+    The metrics are Prometheus's only when the API would serve them (HTTP_API_TOKEN set,
+    HTTP_API_METRICS on), else :class:`~watchkeeper.metrics.NoMetrics`, which loads no
+    prometheus-client: nobody can read them. ``run --once`` starts no API and so gets
+    NoMetrics, unless its environment has the daemon's HTTP_API_TOKEN (this cannot tell).
+
     The one place a StateStore is built: one per state file, shared by the update path
     (failed digests) and the notifications (announced ones); two stores of one file would each
     keep their own memory of it. Raises EngineUnreachableError when no engine answers (nothing
@@ -66,13 +71,14 @@ def build_services(settings: Settings) -> Services:
     """
     warn_if_armed()  # said at start, before any engine is touched
     engines, credentials, registry = connect(settings)
+    served = settings.http_api_token is not None and settings.http_api_metrics
     return Services(
         settings=settings,
         engines=engines,
         registry=registry,
         credentials=credentials,
         state=StateStore(settings.state_dir),
-        metrics=Metrics(registry),
+        metrics=Metrics(registry) if served else NoMetrics(),
     )
 
 

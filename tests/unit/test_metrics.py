@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchkeeper.metrics import Metrics
+from watchkeeper.metrics import Metrics, NoMetrics
 from watchkeeper.report import ContainerOutcome, EngineOutcome, EngineState, Report, State
 
 
@@ -120,3 +120,17 @@ def test_metrics_engine_error_counts_failure_keeps_last_success() -> None:
     assert value(metrics, "watchkeeper_last_success_timestamp_seconds") == 0
     assert value(metrics, "watchkeeper_engine_up", engine="edge-1") == 0
     assert value(metrics, "watchkeeper_engine_up", engine="local") == 1
+
+
+def test_no_metrics_takes_every_record_and_renders_nothing() -> None:
+    """NoMetrics (``run --once``, a daemon whose API serves no metrics) takes what a Runner and a
+    Daemon give it and holds nothing."""
+    metrics = NoMetrics()
+
+    metrics.watch_queue(lambda: True, lambda: 1)
+    metrics.record_run("once", report_of(State.UPDATED, State.ROLLED_BACK))
+    metrics.record_crash("once", 1.5)
+    metrics.record_notification("sendgrid", delivered=False)
+
+    assert metrics.render() == b""
+    assert vars(metrics) == {}
