@@ -2,8 +2,10 @@
 
 A command loads only what its settings use: ``run --once``, ``check`` and ``healthcheck`` with
 no channel and no API never import FastAPI, uvicorn, Starlette, APScheduler, Apprise, the
-SendGrid client or Jinja2. Each command runs as users run it, ``python -m watchkeeper`` against
-the real engine and registry, through a wrapper that writes ``sorted(sys.modules)`` at exit
+SendGrid client, Jinja2 or prometheus-client (only the API serves metrics); the SendGrid
+client never loads ``cryptography`` (its event-webhook helper's, which watchkeeper never uses).
+Each command runs as users run it, ``python -m watchkeeper`` against the real engine and
+registry, through a wrapper that writes ``sorted(sys.modules)`` at exit
 (after watchkeeper's own exit handlers, which drain the notifications). The positive tests show
 the same wrapper does see those packages once their setting asks for them.
 """
@@ -43,8 +45,17 @@ atexit.register(dump)
 runpy.run_module("watchkeeper", run_name="__main__")
 """
 
-# What no command may import unless its settings use it.
-OPTIONAL = ("fastapi", "uvicorn", "starlette", "apprise", "sendgrid", "jinja2", "apscheduler")
+# What no command may import unless its settings use it (prometheus_client: the daemon).
+OPTIONAL = (
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "apprise",
+    "sendgrid",
+    "jinja2",
+    "apscheduler",
+    "prometheus_client",
+)
 # What healthcheck and notify never need: the engine's and the registry's HTTP stacks.
 ENGINE_SIDE = ("docker", "requests", "urllib3", "httpx")
 TOKEN = "lean-imports-token-5d1e"
@@ -148,6 +159,7 @@ def test_run_once_with_sendgrid_imports_its_client_and_jinja_only(
     assert len(sendgrid_sink.mail_sends) == 1
     assert {"sendgrid", "jinja2"} <= loaded
     assert sorted(loaded & {"apprise", "fastapi", "uvicorn", "starlette", "apscheduler"}) == []
+    assert sorted(loaded & {"prometheus_client", "cryptography"}) == []
 
 
 def test_notify_with_apprise_imports_apprise_but_no_template_engine(
@@ -190,8 +202,62 @@ def test_daemon_with_api_imports_fastapi_uvicorn_and_the_scheduler(tmp_path: Pat
 
     assert daemon.returncode == 0, stderr[-3000:]
     loaded = packages(json.loads(out.read_text()))
-    assert {"fastapi", "uvicorn", "starlette", "apscheduler"} <= loaded
+    assert {"fastapi", "uvicorn", "starlette", "apscheduler", "prometheus_client"} <= loaded
     assert sorted(loaded & {"apprise", "sendgrid", "jinja2"}) == []
+
+
+def test_daemon_with_api_and_sendgrid_mails_its_summary_without_loading_cryptography(
+    registry: Registry,
+    images: ImageFactory,
+    start: Starter,
+    sendgrid_sink: SendGridSink,
+    tmp_path: Path,
+) -> None:
+    """The daemon with the API and SendGrid on sends its start run's summary through the real
+    SendGrid client to the sink, and never loads ``cryptography``."""
+    name = fresh_container(registry, images, start)
+    out = tmp_path / "daemon-modules.json"
+    port = free_port()
+    env = {
+        "WATCHKEEPER_HTTP_API_TOKEN": TOKEN,
+        "WATCHKEEPER_HTTP_API_LISTEN": f"127.0.0.1:{port}",
+        "WATCHKEEPER_POLL_INTERVAL": "1h",
+        "WATCHKEEPER_SENDGRID_API_KEY": sendgrid_sink.api_key,
+        "WATCHKEEPER_SENDGRID_API_HOST": sendgrid_sink.url,
+        "WATCHKEEPER_EMAIL_FROM": "watchkeeper@example.com",
+        "WATCHKEEPER_EMAIL_TO": "ops@example.com",
+        "WATCHKEEPER_NOTIFY_ON": "always",  # a summary for the start run, with nothing new
+    }
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, str(out), "run", name],
+        env=watchkeeper_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for_healthz(port, daemon), "the API never answered /healthz"
+        assert wait_for_mail(sendgrid_sink, daemon), "no summary reached the SendGrid sink"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=120)
+
+    assert daemon.returncode == 0, stderr[-3000:]
+    [mail] = sendgrid_sink.mail_sends
+    assert mail.headers["authorization"] == f"Bearer {sendgrid_sink.api_key}"
+    loaded = packages(json.loads(out.read_text()))
+    assert {"sendgrid", "fastapi", "prometheus_client"} <= loaded
+    assert "cryptography" not in loaded
+
+
+def wait_for_mail(sink: SendGridSink, daemon: subprocess.Popen[str], timeout: float = 60) -> bool:
+    """Wait until the sink has a mail; False if the daemon exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and daemon.poll() is None:
+        if sink.mail_sends:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def wait_for_healthz(port: int, daemon: subprocess.Popen[str], timeout: float = 60) -> bool:

@@ -27,16 +27,43 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import sys
+import types
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from python_http_client.exceptions import HTTPError
-from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Category, Mail
-
 from watchkeeper.errors import ConfigError, NotificationError
 from watchkeeper.notify.base import Message, TransientNotificationError
+
+EVENT_WEBHOOK_HELPER = "sendgrid.helpers.eventwebhook"
+
+
+def skip_event_webhook_helper() -> None:
+    """Register an empty stand-in for ``sendgrid.helpers.eventwebhook`` before sendgrid loads.
+
+    Why: sendgrid's package ``__init__`` star-imports that helper, and the helper imports
+    ``cryptography`` (about 7 MiB of the daemon's memory, README "Speed") to verify the
+    signatures of SendGrid's *event webhook*, the POSTs SendGrid makes to a server of ours
+    about delivered mail. watchkeeper runs no such server and only sends mail (``mail.send``
+    through the real ``SendGridAPIClient``), which never touches the helper. The stand-in
+    exports nothing (``__all__ = []``), so the star-import adds no name; it is registered only
+    when the helper is not loaded already (a process that imported sendgrid first keeps it).
+    """
+    if EVENT_WEBHOOK_HELPER in sys.modules:
+        return
+    stand_in = types.ModuleType(EVENT_WEBHOOK_HELPER, skip_event_webhook_helper.__doc__)
+    stand_in.__all__ = []  # type: ignore[attr-defined]
+    stand_in.__path__ = []  # a package, like the helper it stands in for
+    sys.modules[EVENT_WEBHOOK_HELPER] = stand_in
+
+
+skip_event_webhook_helper()
+
+# After the stand-in: sendgrid's __init__ must find it.
+from python_http_client.exceptions import HTTPError  # noqa: E402
+from sendgrid import SendGridAPIClient  # noqa: E402
+from sendgrid.helpers.mail import Category, Mail  # noqa: E402
 
 TRANSIENT_4XX = frozenset({408, 429})
 MAX_CATEGORIES = 10
