@@ -17,8 +17,12 @@ Measures what an operator cares about, as the README reports it ("Speed"), each 
 
 ``--soak`` runs the daemon for ``--soak-runs`` runs instead (bench_soak.py); ``--simulate`` runs
 the many-engine simulation with fake engines (bench_sim.py). Run it after ``scripts/setup``:
-``.venv/bin/python scripts/benchmark.py``. Everything it creates carries the test label and is
-removed at the end, also when a measure fails.
+``.venv/bin/python scripts/benchmark.py``. The benchmark runs in the dev venv, but every
+watchkeeper it measures runs from ``.venv-runtime``: this checkout installed with its runtime
+dependencies only, as the image ships it (made on first use, again when pyproject.toml
+changes; the dev venv's test tools would add ``rich``, which structlog loads when installed).
+Everything it creates carries the test label and is removed at the end, also when a measure
+fails.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from bench_support import (
     ratio,
     remove_containers,
     run_watchkeeper,
+    runtime_line,
     spread,
     workspace,
 )
@@ -468,6 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_sim.main(args)
     command = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
     failed = False
+    runtime = runtime_line()  # makes .venv-runtime first if it has to
     with workspace() as space:
         header = engine_line(space)
         if args.soak:
@@ -477,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             results = measure(space, args)
             text, failed = table(results), bool(results["errors"])
-    print(f"{header}\n`{command}`\n\n{text}")
+    print(f"{header}\n`{command}`\n{runtime}\n\n{text}")
     return 1 if failed else 0
 
 
