@@ -48,18 +48,22 @@ def run_once_command(
     recovery to the end of the run. Raises LockBusyError when another watchkeeper kept an
     engine busy for LOCK_TIMEOUT (nothing touched).
     """
+    from watchkeeper.actions.run import recover_engines
     from watchkeeper.daemon import Runner, build_services, shutdown_signals
 
     services = build_services(settings)
     with shutdown_signals(services.stop) as signals:
         runner = Runner(services, names)
-        runner.recover()  # every engine that answers is repaired before the run starts
+        # Every engine that answers is repaired before the run starts; its lock stays held.
+        recover_engines(services, names, hold=True)
         try:
             report = runner.perform_run("once", force=force)
         except LockBusyError:
             if signals.received is None:
                 raise
             report = None
+        finally:
+            services.locks.release_held()
         if report is not None and as_json:
             print_result(json.dumps(report.to_dict()))
         if signals.received is not None:

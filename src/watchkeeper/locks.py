@@ -209,12 +209,40 @@ class EngineLockTable:
         self._state_dir = Path(state_dir)
         self._guard = threading.Lock()
         self._locks: dict[str, tuple[threading.RLock, EngineLocks]] = {}
+        self._kept: list[contextlib.AbstractContextManager[None]] = []
 
     @contextlib.contextmanager
     def held(
         self, engine: Engine, timeout_s: float, stop: threading.Event | None = None
     ) -> Iterator[None]:
         """Hold ``engine``'s lock inside the block. Raises LockBusyError as EngineLocks.held."""
+        mutex, locks = self._entry(engine)
+        with mutex, locks.held(timeout_s, stop):
+            yield
+
+    def hold(self, engine: Engine, timeout_s: float, stop: threading.Event | None = None) -> None:
+        """Take ``engine``'s lock file and keep it until :meth:`release_held`: ``run --once``
+        holds it from its recovery to the end of its run, so no other watchkeeper moves the
+        engine between the two. Raises LockBusyError as EngineLocks.held.
+
+        The file lock only: the engine's mutex is still taken by each :meth:`held` block of
+        this process, from whichever thread.
+        """
+        _, locks = self._entry(engine)
+        kept = locks.held(timeout_s, stop)
+        kept.__enter__()
+        with self._guard:
+            self._kept.append(kept)
+
+    def release_held(self) -> None:
+        """Let go of every lock :meth:`hold` kept."""
+        with self._guard:
+            kept, self._kept = self._kept, []
+        for lock in reversed(kept):
+            lock.__exit__(None, None, None)
+
+    def _entry(self, engine: Engine) -> tuple[threading.RLock, EngineLocks]:
+        """The mutex and the lock file of ``engine``'s ID, made at the first use."""
         with self._guard:
             if engine.engine_id not in self._locks:
                 key = EngineKey(engine.engine_id, engine.host_label)
@@ -222,6 +250,4 @@ class EngineLockTable:
                     threading.RLock(),
                     EngineLocks(self._state_dir, [key]),
                 )
-            mutex, locks = self._locks[engine.engine_id]
-        with mutex, locks.held(timeout_s, stop):
-            yield
+            return self._locks[engine.engine_id]

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import ImageFactory, Registry, engine_url
 from tests.integration.conftest import FAST, SLEEP, Starter
 from watchkeeper.actions.recover import recover_swaps
-from watchkeeper.actions.run import Services, run_once
+from watchkeeper.actions.run import Services, recover_engines, run_once
 from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.containers.engine import Engine
 from watchkeeper.metrics import Metrics
@@ -149,6 +149,36 @@ def test_recovery_without_interrupted_swap_lists_marked_names_only(
     assert json.loads(first["filters"][0]) == {"name": ["-wk-"]}
     ids = {c.id for c in containers}
     assert not ids & set(calls.container_inspects())
+
+
+def test_run_once_recovery_and_check_share_one_container_list(
+    registry: Registry, images: ImageFactory, start: Starter, counted: tuple[Services, Calls]
+) -> None:
+    """``run --once`` recovers every engine, keeps its lock, then runs: recovery reads the whole
+    container list once, finds no mark in it, and the check reads that list, not a second one;
+    an engine first recovered in its run's own pass (down at start) lists once too."""
+    services, calls = counted
+    tag = f"{registry.host}/calls-shared:1"
+    images.build_and_push(tag, SLEEP)
+    containers = [start(tag) for _ in range(3)]
+    names = [c.name for c in containers]
+    handle = services.engines[0]
+    for hold in (True, False):
+        handle.recovery_due = True
+        calls.clear()
+        if hold:
+            recover_engines(services, names, hold=True)
+        try:
+            report = run_once(services, names, trigger="test")
+        finally:
+            services.locks.release_held()
+        assert report.counts()["fresh"] == 3, report.to_dict()
+        (listed,) = calls.lists()
+        assert "filters" not in listed, calls.seen
+        assert listed["all"] == ["1"]
+        assert calls.container_inspects() == []
+        assert handle.listed is None  # used once, never by a later run
+        assert not handle.recovery_due
 
 
 def test_run_one_stale_among_fresh_updates_it_with_every_setting(

@@ -7,10 +7,18 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from watchkeeper.locks import EngineKey, EngineLocks, FileLock, LockBusyError, lock_file_name
+from watchkeeper.locks import (
+    EngineKey,
+    EngineLocks,
+    EngineLockTable,
+    FileLock,
+    LockBusyError,
+    lock_file_name,
+)
 
 ENGINE = EngineKey("ABCD:EFGH:IJKL", "local")
 WAIT_S = 5.0
@@ -123,3 +131,29 @@ def test_engine_locks_unwritable_state_dir_runs_without_lock(tmp_path: Path) -> 
     blocker.write_text("not a folder")
     with locks_for(blocker).held(0):
         assert not FileLock(blocker / "locks" / "x").held
+
+
+class _Engine:
+    """What the lock table reads of an engine: its ``docker info`` ID and its label."""
+
+    engine_id = ENGINE.engine_id
+    host_label = ENGINE.label
+
+
+def test_lock_table_hold_keeps_engine_from_another_process_across_threads(tmp_path: Path) -> None:
+    """``run --once`` holds an engine's lock from its recovery (in one thread) to the end of its
+    run (in another): meanwhile another watchkeeper gives up, this process's own blocks go
+    on, and after ``release_held`` the engine is free again."""
+    table = EngineLockTable(tmp_path)
+    engine: Any = _Engine()
+    holder = threading.Thread(target=table.hold, args=(engine, WAIT_S))
+    holder.start()
+    holder.join()
+    with pytest.raises(LockBusyError):
+        take(locks_for(tmp_path), 0.3)
+    with table.held(engine, 0.3):  # its own run takes it again without waiting
+        pass
+    with pytest.raises(LockBusyError):  # the run's block did not release the hold
+        take(locks_for(tmp_path), 0.3)
+    table.release_held()
+    take(locks_for(tmp_path), 0.3)

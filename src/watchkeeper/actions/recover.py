@@ -50,10 +50,20 @@ class Recovery:
     error: str | None = None
 
 
-def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ()) -> list[Recovery]:
-    """Finish or undo every interrupted swap on ``engine``; never raises."""
+def recover_swaps(
+    engine: Engine,
+    settings: Settings,
+    names: Sequence[str] = (),
+    *,
+    whole: list[dict[str, Any]] | None = None,
+) -> list[Recovery]:
+    """Finish or undo every interrupted swap on ``engine``; never raises.
+
+    ``whole``: the engine's whole container list, just read under its lock (see
+    :func:`recover_from_whole_list`); else only the names holding a swap mark are listed.
+    """
     try:
-        units = find_units(swap_containers(engine), partial(gate_for, settings))
+        units = find_units(swap_containers(engine, whole), partial(gate_for, settings))
     except EngineError as exc:
         log.error("recovery.failed", engine=engine.host_label, error=str(exc))
         return []
@@ -72,20 +82,45 @@ def recover_swaps(engine: Engine, settings: Settings, names: Sequence[str] = ())
     return done
 
 
-def swap_containers(engine: Engine) -> list[dict[str, Any]]:
+def recover_from_whole_list(
+    engine: Engine, settings: Settings, names: Sequence[str] = ()
+) -> list[dict[str, Any]] | None:
+    """Recovery from the engine's whole container list, for a check that follows under the same
+    hold of the engine's lock: that list, when recovery left the engine as listed (nothing
+    repaired or tried), so the check reads no second one; else None. Never raises.
+
+    The caller must keep the engine's lock from here to the check: the list is what the engine
+    looked like under it, and only this process can have changed it since.
+    """
+    try:
+        summaries = engine.list_summaries(all=True)
+    except EngineError as exc:
+        log.error("recovery.failed", engine=engine.host_label, error=str(exc))
+        return None
+    done = recover_swaps(engine, settings, names, whole=summaries)
+    return None if done else summaries
+
+
+def swap_containers(
+    engine: Engine, whole: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The full inspect of every container a swap may have touched; none, from one list of
-    only the containers whose name has the swap marks' common part, on an engine without an
-    interrupted swap. Raises EngineError.
+    only the containers whose name has the swap marks' common part (or from ``whole``, the
+    whole list already read), on an engine without an interrupted swap. Raises EngineError.
 
     Every unit :func:`find_units` can build starts from a container with a mark in its name;
     only when the engine has one is the whole list read, and the containers
     :func:`containers.recovery.swap_related` names inspected.
     """
-    # An engine that ignored the filter listed everything: the marks are looked for here too.
-    if not swap_related(engine.list_summaries(all=True, name_part=MARK_PART)):
-        return []
-    summaries = engine.list_summaries(all=True)
+    if whole is None:
+        # An engine that ignored the filter listed everything: the marks are looked for here.
+        if not swap_related(engine.list_summaries(all=True, name_part=MARK_PART)):
+            return []
+        whole = engine.list_summaries(all=True)
+    summaries = whole
     related = set(swap_related(summaries))
+    if not related:
+        return []
     return engine.inspected([s for s in summaries if str(s["Id"]) in related])
 
 

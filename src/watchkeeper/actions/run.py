@@ -29,7 +29,7 @@ import structlog
 from watchkeeper.actions.check import Verdict, Watched, check_containers, select_on_engine
 from watchkeeper.actions.lifecycle import run_post_check_hooks, run_pre_check_hooks
 from watchkeeper.actions.outcomes import UpdateContext
-from watchkeeper.actions.recover import recover_swaps
+from watchkeeper.actions.recover import recover_from_whole_list, recover_swaps
 from watchkeeper.actions.services import ServiceRun, update_services
 from watchkeeper.actions.update import outcome_without_update, update_stale
 from watchkeeper.actions.versions import apply_update_rules
@@ -189,6 +189,8 @@ def _engine_pass(
 ) -> tuple[list[ContainerOutcome], EngineOutcome]:
     """One engine's part of a run: connect, take its lock, recover once, check and update.
 
+    The check reads the container list recovery read when nothing moved since: recovery in this
+    pass (an engine down at start), or ``run --once``'s startup recovery, whose lock is kept.
     Every failure that ends it (unreachable, busy, failing mid-run) is the engine's ``error``;
     the adapter is dropped after one, so the next run connects afresh.
     """
@@ -201,8 +203,12 @@ def _engine_pass(
     settings = services.settings
     try:
         with services.locks.held(engine, settings.lock_timeout, services.stop):
-            _recover_if_due(services, handle, engine, names)
-            outcomes, outcome = run_engine(services, engine, names, images, force=force)
+            listed = _recover_if_due(services, handle, engine, names, whole_list=True)
+            if listed is None:
+                listed = handle.take_listed()
+            outcomes, outcome = run_engine(
+                services, engine, names, images, force=force, listed=listed
+            )
     except LockBusyError as exc:
         log.warning("engine.busy", engine=handle.name, reason=str(exc), pid=exc.holder)
         return [], _engine_outcome(engine, error=str(exc))
@@ -214,26 +220,50 @@ def _engine_pass(
 
 
 def _recover_if_due(
-    services: Services, handle: EngineHandle, engine: Engine, names: Sequence[str]
-) -> None:
-    """Startup recovery of ``engine``, once, before its first run (its lock held)."""
-    if handle.recovery_due:
+    services: Services,
+    handle: EngineHandle,
+    engine: Engine,
+    names: Sequence[str],
+    *,
+    whole_list: bool = False,
+) -> list[dict[str, Any]] | None:
+    """Startup recovery of ``engine``, once, before its first run (its lock held).
+
+    ``whole_list``: a check follows under this hold of the lock, so recovery reads the whole
+    container list and returns it when nothing moved (the check's list); else None.
+    """
+    if not handle.recovery_due:
+        return None
+    listed = None
+    if whole_list:
+        listed = recover_from_whole_list(engine, services.settings, names)
+    else:
         recover_swaps(engine, services.settings, names)
-        handle.recovery_due = False
+    handle.recovery_due = False
+    return listed
 
 
-def recover_engines(services: Services, names: Sequence[str] = ()) -> None:
+def recover_engines(services: Services, names: Sequence[str] = (), *, hold: bool = False) -> None:
     """At start: repair the swaps a crash left on every engine that answers, each under its
     lock. Never raises: an engine down or busy is repaired before its first run instead
-    (``recovery.deferred``)."""
-    _in_parallel(services, services.engines, _recover_one, names)
+    (``recovery.deferred``).
+
+    ``hold`` (``run --once``): each lock stays taken until ``services.locks.release_held()``,
+    and the container list recovery read is left on the handle for the run's check.
+    """
+    _in_parallel(services, services.engines, _recover_one, names, hold)
 
 
-def _recover_one(services: Services, handle: EngineHandle, names: Sequence[str]) -> None:
+def _recover_one(
+    services: Services, handle: EngineHandle, names: Sequence[str], hold: bool = False
+) -> None:
+    settings = services.settings
     try:
         engine = connect_engine(handle)
-        with services.locks.held(engine, services.settings.lock_timeout, services.stop):
-            _recover_if_due(services, handle, engine, names)
+        if hold:
+            services.locks.hold(engine, settings.lock_timeout, services.stop)
+        with services.locks.held(engine, settings.lock_timeout, services.stop):
+            handle.listed = _recover_if_due(services, handle, engine, names, whole_list=hold)
     except (EngineUnreachableError, LockBusyError) as exc:
         log.warning("recovery.deferred", engine=handle.name, reason=str(exc))
 
@@ -245,15 +275,18 @@ def run_engine(
     images: Sequence[str] = (),
     *,
     force: bool = False,
+    listed: list[dict[str, Any]] | None = None,
 ) -> tuple[list[ContainerOutcome], EngineOutcome]:
     """Check and update the containers of one engine: their rows, and how the engine fared.
 
-    An EngineError that ends the engine's part of the run (its containers cannot be listed)
-    is returned as the engine's ``error``, with the rows settled before it.
+    ``listed``: the engine's whole container list as recovery read it, the engine's lock held
+    since; else the check lists the containers. An EngineError that ends the engine's part of
+    the run (its containers cannot be listed) is returned as the engine's ``error``, with the
+    rows settled before it.
     """
     outcomes: list[ContainerOutcome] = []
     try:
-        _check_and_update(services, engine, names, images, outcomes, force=force)
+        _check_and_update(services, engine, names, images, outcomes, force=force, listed=listed)
         # A Swarm manager's services (README, "Swarm"); nothing on other engines.
         service_run = ServiceRun(
             engine, services.registry, services.credentials, services.settings, services.state,
@@ -287,13 +320,14 @@ def _check_and_update(
     outcomes: list[ContainerOutcome],
     *,
     force: bool = False,
+    listed: list[dict[str, Any]] | None = None,
 ) -> None:
     """Hooks, check and update of one engine; appends its rows to ``outcomes``.
 
     Raises EngineError when the engine fails beyond one container (listing its containers).
     """
     settings = services.settings
-    views = engine.list_views(all=True)  # the one container list of the run
+    views = engine.list_views(all=True, summaries=listed)  # the one container list of the run
     if settings.lifecycle_hooks:
         run_pre_check_hooks(engine, settings, names, images, views)
     watched, skipped = check_engine(services, engine, names, images, force=force, containers=views)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from watchkeeper.containers.engine import Engine, TlsFiles
 
@@ -31,6 +32,9 @@ class EngineHandle:
     just_failed: bool = False
     # Startup recovery is done under the engine's lock before its first run.
     recovery_due: bool = True
+    # ``run --once``: the whole container list its recovery read, the engine's lock held since
+    # (EngineLockTable.hold); the run's check takes it instead of listing again.
+    listed: list[dict[str, Any]] | None = field(default=None, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def connect(self) -> Engine:
@@ -48,6 +52,12 @@ class EngineHandle:
                     tls=self.tls,
                 )
             return self.engine
+
+    def take_listed(self) -> list[dict[str, Any]] | None:
+        """The list recovery left for the run (:attr:`listed`), once: a later run lists anew."""
+        with self._guard:
+            listed, self.listed = self.listed, None
+        return listed
 
     def drop(self) -> None:
         """Forget the adapter after a failure, so that the next run connects afresh."""

@@ -252,15 +252,19 @@ class Engine:
         with _translated("list containers"):
             return [dict(s) for s in self._api.containers(all=all, filters=filters)]
 
-    def list_views(self, *, all: bool) -> list[dict[str, Any]]:
+    def list_views(
+        self, *, all: bool, summaries: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """The containers as the list shows them: one call, a partial inspect dict each
         (:func:`~watchkeeper.containers.summary.summary_view`), a full inspect only for an entry
-        the list cannot stand for. :meth:`completed` fills what a view lacks.
+        the list cannot stand for. :meth:`completed` fills what a view lacks. ``summaries``:
+        that list as already read (with the same ``all``), under the engine's lock held since.
 
         A container removed before its inspect is left out. Raises EngineError.
         """
         found = []
-        for summary in self.list_summaries(all=all):
+        listed = self.list_summaries(all=all) if summaries is None else summaries
+        for summary in listed:
             view = summary_view(summary)
             if view is None:
                 found += self.inspected([summary])
