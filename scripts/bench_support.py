@@ -186,13 +186,15 @@ def base_env(state_dir: str | None = None) -> dict[str, str]:
 
 @dataclass
 class ProcessRun:
-    """One ``watchkeeper`` process: its report (last stdout line), wall time, peak RSS, logs."""
+    """One ``watchkeeper`` process: its report (last stdout line), wall time, peak RSS, logs,
+    and its CPU time (user + sys: what a loaded machine stretches least)."""
 
     report: dict[str, Any]
     wall_s: float
     max_rss_mib: float
     log_lines: list[str]
     state_dir: str
+    cpu_s: float = 0.0
 
 
 class PeakWatcher:
@@ -246,9 +248,9 @@ def run_watchkeeper(*args: str, env: dict[str, str], timeout: float = 600) -> Pr
         watcher = PeakWatcher(proc.pid)
         assert proc.stdout is not None
         out = proc.stdout.read()
-        _, status, _ = os.wait4(proc.pid, 0)
-        peak = watcher.stop()
+        _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
+        peak = watcher.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         log_lines = errors.read().splitlines()
@@ -261,6 +263,7 @@ def run_watchkeeper(*args: str, env: dict[str, str], timeout: float = 600) -> Pr
         peak,
         log_lines,
         full_env["WATCHKEEPER_STATE_DIR"],
+        cpu_s=usage.ru_utime + usage.ru_stime,
     )
 
 

@@ -4,7 +4,8 @@ Measures what an operator cares about, as the README reports it ("Speed"), each 
 ``--repeat`` times (median, and the range in brackets):
 
 - nothing new, 50 containers on 10 images: containers checked per second, the run and the whole
-  ``run --once`` process, registry requests per run (the registry's access log), peak RSS;
+  ``run --once`` process (wall and CPU time), registry requests per run (the registry's access
+  log), peak RSS;
 - nothing new, ``--scale`` containers (500) on ``--scale-images`` images (100): one ``run --once``
   process, start to exit;
 - many engines: ``--engines`` (10) engines of 50 containers each against one such engine, nothing
@@ -72,7 +73,7 @@ STABILITY = {"WATCHKEEPER_STABILITY_WINDOW": "1s"}
 
 def bench_fresh(space: Workspace, names: Sequence[str], repeat: int) -> dict[str, Any]:
     """Nothing new: the run, the whole process, registry requests and peak RSS, ``repeat`` times."""
-    runs, walls, requests, rss = [], [], [], []
+    runs, walls, cpus, requests, rss = [], [], [], [], []
     for _ in range(repeat):
         space.registry.clear_log()
         run = run_watchkeeper("run", "--once", "--json", *names, env={})
@@ -81,12 +82,14 @@ def bench_fresh(space: Workspace, names: Sequence[str], repeat: int) -> dict[str
             raise RuntimeError(f"expected {len(names)} fresh: {counts}")
         runs.append(run.report["duration_s"])
         walls.append(run.wall_s)
+        cpus.append(run.cpu_s)
         requests.append(len(space.registry.requests()))
         rss.append(run.max_rss_mib)
     return {
         "containers": len(names),
         "run_s": runs,
         "wall_s": walls,
+        "cpu_s": cpus,
         "requests": requests,
         "rss_mib": rss,
     }
@@ -307,6 +310,10 @@ def table(results: dict[str, Any]) -> str:
         [
             f"one `run --once` with nothing new ({n} containers): the run / whole process",
             f"{spread(fresh['run_s'])} / {spread(fresh['wall_s'])}",
+        ],
+        [
+            "the same whole process: CPU time, user + sys (load stretches it far less than wall)",
+            spread(fresh["cpu_s"]),
         ],
         [
             "registry requests per run with nothing new (`GET /v2/` + one `HEAD` per image)",
