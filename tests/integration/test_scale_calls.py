@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import docker
 import pytest
+from docker.transport.unixconn import UnixHTTPConnection
 
 from tests.conftest import ImageFactory, Registry, engine_url
 from tests.integration.conftest import FAST, SLEEP, Starter
@@ -107,6 +108,35 @@ def test_connect_asks_version_and_info_only_and_a_socket_reads_no_environment(
         assert seen == ["/version", "/info"]
         assert engine_url().startswith("unix://")
         assert engine.api_client.trust_env is False
+    finally:
+        engine.close()
+
+
+def test_engine_requests_to_distinct_paths_reuse_one_connection(
+    registry: Registry, images: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests one after another reuse the engine's connection, whatever their path: docker-py
+    alone keyed its socket pools by the whole URL and opened one connection per path (each
+    image inspected), which cost both watchkeeper and the engine a connect every time."""
+    tags = [f"{registry.host}/calls-pool{i}:1" for i in range(2)]
+    for tag in tags:
+        images.build_and_push(tag, SLEEP)
+    engine = Engine.connect(engine_url(), timeout=60)
+    opened: list[str] = []
+    connect = UnixHTTPConnection.connect
+
+    def counted(self: UnixHTTPConnection) -> None:
+        opened.append(self.unix_socket)
+        connect(self)
+
+    monkeypatch.setattr(UnixHTTPConnection, "connect", counted)
+    try:
+        for tag in tags:
+            assert engine.inspect_image(tag) is not None
+        engine.list_summaries(all=True)
+        engine.info()
+        assert engine.inspect_image("sha256:" + "0" * 64) is None
+        assert opened == []  # all on the connection ``docker info`` opened at the connect
     finally:
         engine.close()
 

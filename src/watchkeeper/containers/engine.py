@@ -28,6 +28,7 @@ import docker
 import docker.auth
 import docker.errors
 import docker.tls
+import docker.transport
 import docker.types
 import requests.exceptions
 import structlog
@@ -549,7 +550,30 @@ def _client(url: str, version: str, timeout: float, tls: TlsFiles | None) -> Any
         base_url=url, version=version, timeout=timeout, tls=tls_config, max_pool_size=_POOL_SIZE
     )
     client.api.trust_env = _trusts_environment(url)
+    _one_pool_per_socket(client.api)
     return client
+
+
+def _one_pool_per_socket(api: Any) -> None:
+    """Give every request of a Unix-socket engine the same connection pool.
+
+    docker-py's socket adapter keys its pools by the request's whole URL, path included, so
+    each distinct path (every image or container inspected) got a pool of ``_POOL_SIZE`` slots
+    and a new connection of its own, and past 25 paths the oldest pool was closed: an engine
+    check of 10 images opened 13 connections. Keyed by the socket (the client's base URL), the
+    connections are reused and the pool is the one per engine ``_POOL_SIZE`` is sized for. A
+    ``tcp://`` engine already has one pool per host (requests' own adapter).
+    """
+    adapter = api.get_adapter(api.base_url)
+    if not isinstance(adapter, docker.transport.UnixHTTPAdapter):
+        return
+    keyed_by_url = adapter.get_connection
+    base_url = str(api.base_url)
+
+    def by_socket(url: str, proxies: Any = None) -> Any:
+        return keyed_by_url(base_url, proxies)
+
+    adapter.get_connection = by_socket
 
 
 def _trusts_environment(url: str) -> bool:
