@@ -23,6 +23,7 @@ from tests.conftest import ImageFactory, Registry, engine_url
 from tests.integration.conftest import FAST, SLEEP, Starter
 from watchkeeper.actions.recover import recover_swaps
 from watchkeeper.actions.run import Services, recover_engines, run_once
+from watchkeeper.containers import endpoints
 from watchkeeper.containers.endpoints import EngineHandle
 from watchkeeper.containers.engine import Engine
 from watchkeeper.metrics import Metrics
@@ -209,6 +210,31 @@ def test_run_once_recovery_and_check_share_one_container_list(
         assert calls.container_inspects() == []
         assert handle.listed is None  # used once, never by a later run
         assert not handle.recovery_due
+
+
+def test_run_once_recovery_list_too_old_is_listed_again(
+    registry: Registry,
+    images: ImageFactory,
+    start: Starter,
+    counted: tuple[Services, Calls],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A list recovery read longer ago than ``LISTED_REUSE_S`` (another engine's recovery held
+    the run up) is not the check's: the check lists the containers again."""
+    services, calls = counted
+    tag = f"{registry.host}/calls-old-list:1"
+    images.build_and_push(tag, SLEEP)
+    names = [start(tag).name for _ in range(2)]
+    services.engines[0].recovery_due = True
+    monkeypatch.setattr(endpoints, "LISTED_REUSE_S", -1.0)
+    calls.clear()
+    recover_engines(services, names, hold=True)
+    try:
+        report = run_once(services, names, trigger="test")
+    finally:
+        services.locks.release_held()
+    assert report.counts()["fresh"] == 2, report.to_dict()
+    assert [("filters" in q, q["all"]) for q in calls.lists()] == [(False, ["1"])] * 2
 
 
 def test_run_one_stale_among_fresh_updates_it_with_every_setting(

@@ -263,7 +263,7 @@ def _recover_one(
         if hold:
             services.locks.hold(engine, settings.lock_timeout, services.stop)
         with services.locks.held(engine, settings.lock_timeout, services.stop):
-            handle.listed = _recover_if_due(services, handle, engine, names, whole_list=hold)
+            handle.leave_listed(_recover_if_due(services, handle, engine, names, whole_list=hold))
     except (EngineUnreachableError, LockBusyError) as exc:
         log.warning("recovery.deferred", engine=handle.name, reason=str(exc))
 

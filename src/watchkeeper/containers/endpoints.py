@@ -9,10 +9,15 @@ the engines that answer and takes the others back when they return (README, "Man
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from watchkeeper.containers.engine import Engine, TlsFiles
+
+# How old the container list recovery read may be when the run's check takes it instead of
+# listing again (a run --once whose recovery waited on another engine's timeout lists anew).
+LISTED_REUSE_S = 10.0
 
 
 @dataclass
@@ -35,6 +40,7 @@ class EngineHandle:
     # ``run --once``: the whole container list its recovery read, the engine's lock held since
     # (EngineLockTable.hold); the run's check takes it instead of listing again.
     listed: list[dict[str, Any]] | None = field(default=None, repr=False)
+    listed_at: float = 0.0
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def connect(self) -> Engine:
@@ -53,10 +59,21 @@ class EngineHandle:
                 )
             return self.engine
 
+    def leave_listed(self, listed: list[dict[str, Any]] | None) -> None:
+        """Keep the container list recovery read for the run's check (None: nothing to keep)."""
+        with self._guard:
+            self.listed, self.listed_at = listed, time.monotonic()
+
     def take_listed(self) -> list[dict[str, Any]] | None:
-        """The list recovery left for the run (:attr:`listed`), once: a later run lists anew."""
+        """The list recovery left for the run (:attr:`listed`), once: a later run lists anew.
+
+        None when it is older than ``LISTED_REUSE_S``: the lock kept other watchkeepers away
+        meanwhile, not people (another engine's recovery may have waited for a timeout).
+        """
         with self._guard:
             listed, self.listed = self.listed, None
+            if time.monotonic() - self.listed_at > LISTED_REUSE_S:
+                return None
         return listed
 
     def drop(self) -> None:
