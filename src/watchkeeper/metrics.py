@@ -77,22 +77,22 @@ def registry_collector(client: RegistryClient) -> Collector:
     class RegistryCollector(Collector):
         def collect(self) -> Iterator[Metric]:
             """Read the counters at scrape time."""
-            requests = CounterMetricFamily(
-                "watchkeeper_registry_requests",
-                "HTTP requests sent to each registry (token requests and redirects included)",
-                labels=["registry"],
-            )
-            for host, count in sorted(client.requests_by_registry.items()):
-                requests.add_metric([host], count)
-            errors = CounterMetricFamily(
-                "watchkeeper_registry_errors",
-                "Digest checks that failed, by registry",
-                labels=["registry"],
-            )
-            for host, count in sorted(client.errors_by_registry.items()):
-                errors.add_metric([host], count)
-            yield requests
-            yield errors
+            for name, documentation, counts in (
+                (
+                    "watchkeeper_registry_requests",
+                    "HTTP requests sent to each registry (token requests and redirects included)",
+                    client.requests_by_registry,
+                ),
+                (
+                    "watchkeeper_registry_errors",
+                    "Digest checks that failed, by registry",
+                    client.errors_by_registry,
+                ),
+            ):
+                family = CounterMetricFamily(name, documentation, labels=["registry"])
+                for host, count in sorted(counts.items()):
+                    family.add_metric([host], count)
+                yield family
 
     return RegistryCollector()
 

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +178,27 @@ def test_notify_with_apprise_imports_apprise_but_no_template_engine(
     assert sorted(loaded & {"sendgrid", "jinja2", "fastapi", "apscheduler", "docker"}) == []
 
 
+@contextmanager
+def recording_daemon(
+    out: Path, env: dict[str, str], *names: str
+) -> Iterator[subprocess.Popen[str]]:
+    """The daemon under :data:`WRAPPER` (its loaded modules written to ``out`` at exit), stopped
+    with SIGTERM on leaving; it must have exited 0."""
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, str(out), "run", *names],
+        env=watchkeeper_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, stderr[-3000:]
+
+
 def test_daemon_with_api_imports_fastapi_uvicorn_and_the_scheduler(tmp_path: Path) -> None:
     """HTTP_API_TOKEN set: the daemon serving ``/healthz`` has FastAPI, uvicorn, Starlette and
     APScheduler loaded, and no channel's package (none is configured)."""
@@ -187,20 +210,9 @@ def test_daemon_with_api_imports_fastapi_uvicorn_and_the_scheduler(tmp_path: Pat
         "WATCHKEEPER_RUN_ON_START": "false",
         "WATCHKEEPER_POLL_INTERVAL": "1h",
     }
-    daemon = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, str(out), "run"],
-        env=watchkeeper_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with recording_daemon(out, env) as daemon:
         assert wait_for_healthz(port, daemon), "the API never answered /healthz"
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=120)
 
-    assert daemon.returncode == 0, stderr[-3000:]
     loaded = packages(json.loads(out.read_text()))
     assert {"fastapi", "uvicorn", "starlette", "apscheduler", "prometheus_client"} <= loaded
     assert sorted(loaded & {"apprise", "sendgrid", "jinja2"}) == []
@@ -228,21 +240,10 @@ def test_daemon_with_api_and_sendgrid_mails_its_summary_without_loading_cryptogr
         "WATCHKEEPER_EMAIL_TO": "ops@example.com",
         "WATCHKEEPER_NOTIFY_ON": "always",  # a summary for the start run, with nothing new
     }
-    daemon = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, str(out), "run", name],
-        env=watchkeeper_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with recording_daemon(out, env, name) as daemon:
         assert wait_for_healthz(port, daemon), "the API never answered /healthz"
         assert wait_for_mail(sendgrid_sink, daemon), "no summary reached the SendGrid sink"
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=120)
 
-    assert daemon.returncode == 0, stderr[-3000:]
     [mail] = sendgrid_sink.mail_sends
     assert mail.headers["authorization"] == f"Bearer {sendgrid_sink.api_key}"
     loaded = packages(json.loads(out.read_text()))

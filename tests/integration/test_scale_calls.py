@@ -29,6 +29,7 @@ from watchkeeper.containers.engine import Engine
 from watchkeeper.metrics import Metrics
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
+from watchkeeper.report import Report
 from watchkeeper.settings import load_settings
 from watchkeeper.state import StateStore
 
@@ -182,6 +183,18 @@ def test_recovery_without_interrupted_swap_lists_marked_names_only(
     assert not ids & set(calls.container_inspects())
 
 
+def run_like_run_once(
+    services: Services, names: list[str], *, recover_first: bool = True
+) -> Report:
+    """What ``run --once`` does: recover every engine keeping its lock, run, release the locks."""
+    if recover_first:
+        recover_engines(services, names, hold=True)
+    try:
+        return run_once(services, names, trigger="test")
+    finally:
+        services.locks.release_held()
+
+
 def test_run_once_recovery_and_check_share_one_container_list(
     registry: Registry, images: ImageFactory, start: Starter, counted: tuple[Services, Calls]
 ) -> None:
@@ -197,12 +210,7 @@ def test_run_once_recovery_and_check_share_one_container_list(
     for hold in (True, False):
         handle.recovery_due = True
         calls.clear()
-        if hold:
-            recover_engines(services, names, hold=True)
-        try:
-            report = run_once(services, names, trigger="test")
-        finally:
-            services.locks.release_held()
+        report = run_like_run_once(services, names, recover_first=hold)
         assert report.counts()["fresh"] == 3, report.to_dict()
         (listed,) = calls.lists()
         assert "filters" not in listed, calls.seen
@@ -228,11 +236,7 @@ def test_run_once_recovery_list_too_old_is_listed_again(
     services.engines[0].recovery_due = True
     monkeypatch.setattr(endpoints, "LISTED_REUSE_S", -1.0)
     calls.clear()
-    recover_engines(services, names, hold=True)
-    try:
-        report = run_once(services, names, trigger="test")
-    finally:
-        services.locks.release_held()
+    report = run_like_run_once(services, names)
     assert report.counts()["fresh"] == 2, report.to_dict()
     assert [("filters" in q, q["all"]) for q in calls.lists()] == [(False, ["1"])] * 2
 
