@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import signal
 import threading
 import time
@@ -382,31 +383,70 @@ def serve(runner: Runner) -> int:
     return 0 if daemon.stop() else 1
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class ShutdownSignals:
     """SIGTERM and SIGINT ask for a clean stop (set ``stop``) instead of killing a swap halfway.
 
     With these installed Ctrl-C raises no KeyboardInterrupt, so nothing can jump over a
     rollback. ``exit_code`` is the shell's convention for the first signal: 128 + its number.
+
+    The stop flag is set by a thread of its own that reads the interpreter's wakeup pipe, not
+    by the Python-level handler: that handler runs only in the main thread, and only once the
+    main thread runs Python again. A signal the kernel hands to another thread (any thread that
+    does not block it may take it) would leave a main thread asleep in ``Event.wait`` unaware
+    until its timeout, and a handler that set the ``Event`` itself could deadlock on the lock
+    the interrupted main thread holds inside that ``Event``. The C-level handler writes the
+    signal's number to the pipe at once, from whichever thread took it.
     """
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self.received: int | None = None
         self._previous: dict[int, object] = {}
+        self._previous_fd = -1
+        self._write_fd = -1
+        self._watcher: threading.Thread | None = None
 
     def install(self) -> None:
-        """Take over SIGTERM and SIGINT (main thread only)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        """Take over SIGTERM and SIGINT (main thread only) and start the watcher thread."""
+        read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)  # the interpreter refuses a blocking one
+        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._watcher = threading.Thread(
+            target=self._watch, args=(read_fd,), name="wk-signals", daemon=True
+        )
+        self._watcher.start()
+        for signum in _STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def restore(self) -> None:
-        """Give the signals back to whoever had them."""
+        """Give the signals and the wakeup pipe back to whoever had them; end the watcher."""
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)  # type: ignore[arg-type]
         self._previous.clear()
+        if self._watcher is not None:
+            signal.set_wakeup_fd(self._previous_fd)
+            os.close(self._write_fd)  # the watcher reads the end of the pipe and returns
+            self._watcher.join(timeout=1)
+            self._watcher = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        # No logging here: a handler that writes could interrupt a write to the same stream.
+        """Python-level handler: replaces the default (exit, KeyboardInterrupt); the watcher
+        thread does the rest. Takes no lock and writes nothing, whatever it interrupted."""
+
+    def _watch(self, read_fd: int) -> None:
+        """Set ``stop`` for each SIGTERM/SIGINT the wakeup pipe reports, until it closes."""
+        try:
+            while chunk := os.read(read_fd, 64):
+                for signum in chunk:
+                    if signum in _STOP_SIGNALS:
+                        self._note(signum)
+        finally:
+            os.close(read_fd)
+
+    def _note(self, signum: int) -> None:
         if self.received is None:
             self.received = signum
         self.stop.set()

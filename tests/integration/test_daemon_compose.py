@@ -17,25 +17,45 @@ from tests.conftest import (
     run_watchkeeper,
 )
 from tests.integration.conftest import FAST, SLEEP, Starter
+from watchkeeper.containers.pause import PAUSE_AT_VARIABLE, PAUSE_DIR_VARIABLE
 
 
 def test_daemon_sigterm_during_swap_finishes_it_and_exits_0(
-    registry: Registry, images: ImageFactory, docker_client: docker.DockerClient, start: Starter
+    registry: Registry,
+    images: ImageFactory,
+    docker_client: docker.DockerClient,
+    start: Starter,
+    tmp_path: Path,
 ) -> None:
-    """SIGTERM while a container is being swapped: the swap completes, then exit 0."""
+    """SIGTERM while a container is being swapped: the swap completes, then exit 0.
+
+    The first swap is held at its health wait until the daemon has logged ``shutdown``, so the
+    signal surely comes mid-swap, however slow the machine (the test does not race the window).
+    """
     tag = f"{registry.host}/daemon:1"
     images.build_and_push(tag, SLEEP, marker="v1")
     first, second = start(tag), start(tag)
     images.build_and_push(tag, SLEEP, marker="v2")
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
     # One group at a time, so that the second swap has not started when the signal comes.
-    env = {**FAST, "WATCHKEEPER_STABILITY_WINDOW": "3s", "WATCHKEEPER_UPDATE_CONCURRENCY": "1"}
+    env = {
+        **FAST,
+        "WATCHKEEPER_STABILITY_WINDOW": "1s",
+        "WATCHKEEPER_UPDATE_CONCURRENCY": "1",
+        PAUSE_AT_VARIABLE: "health_wait",
+        PAUSE_DIR_VARIABLE: str(pauses),
+    }
     daemon = WatchkeeperProcess("run", first.name, second.name, env=env)
     try:
         daemon.wait_for("startup")
-        daemon.wait_for("container.started")
+        daemon.wait_for("test.paused", step="health_wait")
         daemon.proc.send_signal(signal.SIGTERM)
+        daemon.wait_for("shutdown")
+        (pauses / "health_wait").touch()
+        assert daemon.finish() == 0
     finally:
-        assert daemon.stop() == 0
+        daemon.stop()
     events = [e["event"] for e in daemon.seen]
     assert events.count("container.updated") == 1
     assert "shutdown" in events
