@@ -36,6 +36,7 @@ from tests.support.engine_objects import (
     TEST_LABEL,
     ImageFactory,
     Registry,
+    remove_built_images,
     remove_images_of,
     remove_test_objects,
     start_registry,
@@ -55,6 +56,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.ping()
     yield client
     remove_test_objects(client)
+    remove_built_images(client)
     client.close()
 
 

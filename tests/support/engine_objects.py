@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ import docker.errors
 
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "watchkeeper-test"
+# Every image this process built, by ID: a registry fixture removes its images when its test
+# ends, but not one a container still uses then (a fixture torn down after it removes that
+# container), so the session's last cleanup removes what is left of these. Only IDs built here:
+# a suite running beside this one on the same engine keeps its own images.
+BUILT_IMAGE_IDS: list[str] = []
 BUSYBOX_APPLETS = (
     "sh",
     "sleep",
@@ -186,6 +192,19 @@ def start_registry(
     return reg
 
 
+def remove_built_images(client: docker.DockerClient, workers: int = 8) -> None:
+    """Remove every image of :data:`BUILT_IMAGE_IDS` that is still there (in ``workers`` threads;
+    an image gone or still in use is left as it is)."""
+
+    def one(image_id: str) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(image_id, force=True)
+
+    present = {str(image["Id"]) for image in client.api.images()}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, [i for i in dict.fromkeys(BUILT_IMAGE_IDS) if i in present]))
+
+
 def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
     """Remove every local image whose tags or digests live under ``prefix``."""
     # The low-level list: the high-level one inspects each image and races other removals.
@@ -232,6 +251,7 @@ class ImageFactory:
                 raise
             image = self._build(context, tag, nocache=True)
         self.built.append(tag)
+        BUILT_IMAGE_IDS.append(str(image.id))
         return str(image.id)
 
     def _build(self, context: io.BytesIO, tag: str, *, nocache: bool) -> Any:
