@@ -10,7 +10,7 @@ does"; docs/architecture.md, "The swap as a state machine").
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import docker
@@ -30,6 +30,7 @@ from tests.integration.safety_support import (
     unique,
 )
 from watchkeeper.containers.pause import PAUSE_AT_VARIABLE
+from watchkeeper.containers.swap import DOWNTIME_SLOTS
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("cleanup")]
 
@@ -67,6 +68,18 @@ def _gates(events: list[dict[str, Any]]) -> dict[str, Interval]:
     started = {e["container"]: _at(e) for e in events_of(events, "container.started")}
     ready = {e["container"]: _at(e) for e in events_of(events, "container.ready")}
     return {name: (started[name], ready[name]) for name in started if name in ready}
+
+
+def _down(events: list[dict[str, Any]]) -> list[Interval]:
+    """Each swapped container's time down: from the start of its old container's stop (the
+    ``container.stopped`` line less its duration, 5 ms later for the rounding of the duration)
+    to its replacement's ``container.started``."""
+    started = {e["container"]: _at(e) for e in events_of(events, "container.started")}
+    return [
+        (_at(e) - timedelta(seconds=float(e["duration_s"]) - 0.005), started[e["container"]])
+        for e in events_of(events, "container.stopped")
+        if e["container"] in started
+    ]
 
 
 def _at(event: dict[str, Any]) -> datetime:
@@ -108,6 +121,9 @@ def test_update_concurrency_eight_independent_containers_gates_overlap_at_most_f
     gates = _gates(result.events())
     assert sorted(gates) == sorted(names)
     assert 2 <= _most_at_once(list(gates.values())) <= 4
+    down = _down(result.events())
+    assert len(down) == len(names)
+    assert _most_at_once(down) <= DOWNTIME_SLOTS  # gates overlap, the downtimes take turns
     for name in names:
         attrs = assert_service_intact(docker_client, name)
         assert attrs["Image"] == docker_client.images.get(tag_of[name]).id

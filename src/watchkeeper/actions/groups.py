@@ -64,7 +64,7 @@ def update_group(
     started = time.monotonic()
     rows: list[ContainerOutcome] = []
     moves = _build_moves(ctx, group, targets, rows)
-    result = swap_group(ctx.engine, list(moves.values()), ctx.names_by_id)
+    result = swap_group(ctx.engine, list(moves.values()), ctx.names_by_id, ctx.downtime_slots)
     duration = time.monotonic() - started
     target_ids = {str(t.item.container["Id"]) for t in mine}
     for planned, move in ((p, moves[p.container_id]) for p in group if p.container_id in moves):

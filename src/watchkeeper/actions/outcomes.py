@@ -30,6 +30,7 @@ import structlog
 from watchkeeper.actions.check import Verdict, Watched
 from watchkeeper.actions.versions import Ruled, row_fields
 from watchkeeper.containers.engine import Engine
+from watchkeeper.containers.swap import DOWNTIME_SLOTS
 from watchkeeper.errors import EngineError
 from watchkeeper.labels import container_name
 from watchkeeper.registry.auth import CredentialStore
@@ -58,6 +59,13 @@ class UpdateContext:
     # Groups swap in several threads (UPDATE_CONCURRENCY): each notes its old images here.
     _old_images_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    # The engine's downtime slots, shared by the groups swapping at once (containers.swap).
+    downtime_slots: threading.Semaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(DOWNTIME_SLOTS),
+        init=False,
+        repr=False,
+        compare=False,
     )
 
     @property

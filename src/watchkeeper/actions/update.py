@@ -21,8 +21,9 @@ Order of one engine's update, and why:
    each as soon as every image it needs is pulled: ``pre-update`` hooks (LIFECYCLE_HOOKS) run
    just before its swap (exit 75 skips the container this run, another non-zero exit fails it
    untouched, tried again next poll), then :mod:`actions.groups` swaps it, each container gated
-   before the next one of its group starts, with a rollback of that group only; once shutdown
-   began, no group starts;
+   before the next one of its group starts, with a rollback of that group only; the groups
+   take turns for the stretch from their first stop to their first start
+   (:data:`containers.swap.DOWNTIME_SLOTS` at a time); once shutdown began, no group starts;
 5. old images are removed by ID and without force, after every swap of the run.
 
 One container's failure is an outcome, never an exception that ends the run.
