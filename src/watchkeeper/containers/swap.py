@@ -123,7 +123,8 @@ class _GroupSwap:
         """Create, stop, rename, start with gates, finish; roll back on the first failure.
 
         The downtime slot is taken once the replacements exist and given back once the first
-        start was tried (before its gate), or when the group ends, whichever comes first.
+        replacement started (before its gate); when no replacement starts (a stop, rename or
+        start failed), it is given back when the group ends, after its rollback.
         """
         for move in self.moves:
             refusal = auto_remove_refusal(move.container)
@@ -144,7 +145,7 @@ class _GroupSwap:
             self.slot.give_back()
 
     def _stop_rename_start(self) -> GroupResult:
-        """Steps 2 to 5, in the downtime slot until the first start was tried."""
+        """Steps 2 to 5, in the downtime slot until the first replacement started."""
         for step, phase, order in (
             (self._stop, Phase.STOP, list(reversed(self.moves))),
             (self._rename, Phase.RENAME, self.moves),
