@@ -231,39 +231,57 @@ class PeakWatcher:
         return self.peak_mib
 
 
-def run_watchkeeper(*args: str, env: dict[str, str], timeout: float = 600) -> ProcessRun:
-    """Run ``watchkeeper ARGS`` (from :func:`runtime_python`) to its exit; its peak RSS read by
-    :class:`PeakWatcher`."""
-    full_env = {**base_env(), **env}
-    python = runtime_python()  # made or brought up to date before the clock starts
+@dataclass
+class Measured:
+    """One finished process: exit code, output, wall time, peak RSS (MiB), CPU time."""
+
+    returncode: int
+    out: str
+    err: str
+    wall_s: float
+    max_rss_mib: float
+    cpu_s: float
+
+
+def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 600) -> Measured:
+    """Run ``argv`` to its exit: wall time from the start, peak RSS by :class:`PeakWatcher`,
+    CPU time (user + sys) from ``wait4``; the watchers of watchkeeper and of its peer alike."""
     with tempfile.TemporaryFile("w+") as errors:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [python, "-m", "watchkeeper", *args],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
         watcher = PeakWatcher(proc.pid)
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
         wall = time.monotonic() - started
         peak = watcher.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
-        log_lines = errors.read().splitlines()
-    lines = out.strip().splitlines()
+        err = errors.read()
+    return Measured(proc.returncode, out, err, wall, peak, cpu_s=usage.ru_utime + usage.ru_stime)
+
+
+def run_watchkeeper(*args: str, env: dict[str, str], timeout: float = 600) -> ProcessRun:
+    """Run ``watchkeeper ARGS`` (from :func:`runtime_python`) to its exit (:func:`run_measured`)."""
+    full_env = {**base_env(), **env}
+    python = runtime_python()  # made or brought up to date before the clock starts
+    run = run_measured([python, "-m", "watchkeeper", *args], full_env, timeout)
+    log_lines = run.err.splitlines()
+    lines = run.out.strip().splitlines()
     if not lines:
         raise RuntimeError(f"watchkeeper {args} printed no report: {log_lines[-5:]}")
     return ProcessRun(
         json.loads(lines[-1]),
-        wall,
-        peak,
+        run.wall_s,
+        run.max_rss_mib,
         log_lines,
         full_env["WATCHKEEPER_STATE_DIR"],
-        cpu_s=usage.ru_utime + usage.ru_stime,
+        cpu_s=run.cpu_s,
     )
 
 

@@ -14,7 +14,9 @@ Measures what an operator cares about, as the README reports it ("Speed"), each 
   window, at ``UPDATE_CONCURRENCY`` 1 and 8 (whole process); then once more at 8 while each of
   the 25 published busybox ``httpd`` is probed every 20 ms: downtime per container, the longest
   stretch of failed probes;
-- the idle daemon with the HTTP API and SendGrid (a local sink) on, after 5 runs: RSS.
+- the idle daemon with the HTTP API and SendGrid (a local sink) on, after 5 runs: RSS;
+- with ``--peer``, ouroboros beside watchkeeper on the same containers, alternated: nothing
+  new, registry requests, peak RSS and the update of 25, in a second table (bench_peer.py).
 
 ``--soak`` runs the daemon for ``--soak-runs`` runs instead (bench_soak.py); ``--simulate`` runs
 the many-engine simulation with fake engines (bench_sim.py). Run it after ``scripts/setup``:
@@ -232,6 +234,22 @@ def bench_updates(
     return rounds
 
 
+def bench_beside_peer(
+    space: Workspace, names: Sequence[str], tags: Sequence[str], repeat: int
+) -> dict[str, Any]:
+    """ouroboros and watchkeeper alternated on the same containers (bench_peer.py)."""
+    import bench_peer
+
+    stale_tags = tags[: len(tags) // 2]
+    return bench_peer.side_by_side(
+        space,
+        names,
+        tags,
+        repeat,
+        lambda marker: update_round(space, names, stale_tags, marker, 8),
+    )
+
+
 # -- the idle daemon --------------------------------------------------------------------------
 
 
@@ -352,7 +370,14 @@ def table(results: dict[str, Any]) -> str:
                 f"{idle['rss_mib']:.1f} MiB / {idle['peak_rss_mib']:.1f} MiB",
             ]
         )
-    return markdown_table(["measure", "value"], rows)
+    text = markdown_table(["measure", "value"], rows)
+    if "peer" in results:
+        import bench_peer
+
+        text += "\n\n" + markdown_table(
+            bench_peer.PEER_HEADER, bench_peer.peer_rows(results["peer"])
+        )
+    return text
 
 
 def engine_rows(engines: dict[str, Any]) -> list[list[str]]:
@@ -421,8 +446,14 @@ def measure(space: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         ("idle", lambda: bench_idle_daemon(names)),
         ("updates", lambda: bench_updates(space, names, tags, ports, args.repeat)),
         ("scale", lambda: bench_scale(space, args.scale, args.scale_images, args.repeat)),
+        ("peer", lambda: bench_beside_peer(space, names, tags, args.repeat)),
     ]
-    skipped = {"engines": args.engines < 2, "updates": args.no_updates, "scale": not args.scale}
+    skipped = {
+        "engines": args.engines < 2,
+        "updates": args.no_updates,
+        "scale": not args.scale,
+        "peer": not args.peer,
+    }
     for name, work in measures:
         if not skipped.get(name):
             guarded(results, name, work)
@@ -451,6 +482,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale-images", type=int, default=100)
     parser.add_argument("--engines", type=int, default=10, help="many engines (0: skip)")
     parser.add_argument("--no-updates", action="store_true", help="skip the update rounds")
+    parser.add_argument(
+        "--peer", action="store_true", help="also ouroboros beside watchkeeper (bench_peer.py)"
+    )
     parser.add_argument("--soak", action="store_true", help="the daemon soak instead")
     parser.add_argument("--soak-runs", type=int, default=1000)
     parser.add_argument("--simulate", action="store_true", help="the fake-engine simulation")

@@ -32,6 +32,7 @@ def load(name: str) -> ModuleType:
 support = load("bench_support")
 engines = load("bench_engines")
 sim = load("bench_sim")
+peer = load("bench_peer")
 
 STATUS = """Name:\tpython3
 VmPeak:\t  300000 kB
@@ -106,3 +107,40 @@ def test_sim_fake_images_digest_is_the_stub_registry_answer() -> None:
     image = sim.image_inspect("127.0.0.1:5000", 7)
     assert image["RepoDigests"] == [f"127.0.0.1:5000/sim7@{sim.digest_of('sim7', '1')}"]
     assert image["RepoTags"] == ["127.0.0.1:5000/sim7:1"]
+
+
+def test_peer_rows_ratio_of_medians_and_targets() -> None:
+    """Each side-by-side row: both medians with their range, watchkeeper / ouroboros, target."""
+    figures = {
+        "peer": {
+            "fresh_s": [2.0, 2.4, 2.2],
+            "requests": [110, 110, 110],
+            "update_s": [20.0, 24.0, 22.0],
+            "fresh_rss": [47.0, 47.5, 47.3],
+        },
+        "watchkeeper": {
+            "fresh_s": [0.6, 0.7, 0.66],
+            "requests": [11, 11, 11],
+            "update_s": [11.0, 12.0, 11.0],
+            "fresh_rss": [50.9, 50.9, 50.9],
+        },
+    }
+    rows = {row[0].split(":")[0]: row[1:] for row in peer.peer_rows(figures)}
+    assert rows["nothing new, 50 containers"] == [
+        "2.20 s (2.00-2.40)",
+        "0.66 s (0.60-0.70)",
+        "0.30x",
+        "<= 0.3x",
+    ]
+    assert rows["registry requests, nothing new"][1:] == ["11 (11-11)", "0.10x", "<= 11"]
+    assert rows["update of 25 of the 50 (watchkeeper"][2] == "0.50x"
+    assert rows["peak RSS, nothing new"][2:] == ["1.08x", "<= 1x"]
+    assert len(peer.PEER_HEADER) == 5
+
+
+def test_peercleanup_noise_only_its_image_removal_complaints() -> None:
+    """ouroboros' image cleanup complaints are not failures of its run; anything else is."""
+    prefix = "2026-12-03 12:42:09 : ERROR : dockerclient : "
+    assert peer.cleanup_noise(prefix + "5bdebbd50abb has no tags.. you should clean it up!")
+    assert peer.cleanup_noise(prefix + "Could not delete old image for wk-1, Error: 409")
+    assert not peer.cleanup_noise(prefix + "Can't connect to Docker API")
