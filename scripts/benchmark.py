@@ -73,6 +73,15 @@ STABILITY = {"WATCHKEEPER_STABILITY_WINDOW": "1s"}
 # -- nothing new ------------------------------------------------------------------------------
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports: ``free_port`` may hand out a port it gave before, and
+    two containers publishing one port make the second start fail."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
 def bench_fresh(space: Workspace, names: Sequence[str], repeat: int) -> dict[str, Any]:
     """Nothing new: the run, the whole process, registry requests and peak RSS, ``repeat`` times."""
     runs, walls, cpus, requests, rss = [], [], [], [], []
@@ -434,7 +443,7 @@ def measure(space: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     """Every measure of the default run; the containers they share are made once."""
     tags = space.push_images([f"bench{i}" for i in range(args.images)], HTTPD, marker="v0")
     names = [f"wk-bench-{RUN_ID}-{i}" for i in range(args.containers)]
-    ports = {name: free_port() for name in names}
+    ports = dict(zip(names, distinct_free_ports(len(names)), strict=True))
     create_containers(
         space.client, [Spec(n, tags[i % args.images], ports[n]) for i, n in enumerate(names)]
     )
