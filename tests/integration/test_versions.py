@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import run_watchkeeper
 from tests.integration.conftest import FAST, SLEEP, Starter
 from tests.integration.test_api import ApiDaemon, quiet
-from tests.support.engine_objects import ImageFactory, Registry
+from tests.support.engine_objects import SESSION_REGISTRY_HOSTS, ImageFactory, Registry
 
 pytestmark = pytest.mark.docker
 
@@ -126,6 +126,7 @@ class PagingFront:
         self.listed: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        SESSION_REGISTRY_HOSTS.append(self.host)  # what the engine pulls through it is removed
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -29,6 +29,9 @@ TEST_LABEL = "watchkeeper-test"
 # container), so the session's last cleanup removes what is left of these. Only IDs built here:
 # a suite running beside this one on the same engine keeps its own images.
 BUILT_IMAGE_IDS: list[str] = []
+# The hosts (127.0.0.1:PORT) of the registries this session started: what watchkeeper pulled
+# from them under test is the session's too, though it built none of it.
+SESSION_REGISTRY_HOSTS: list[str] = []
 BUSYBOX_APPLETS = (
     "sh",
     "sleep",
@@ -188,21 +191,30 @@ def start_registry(
     tmp.mkdir(parents=True, exist_ok=True)
     config = write_registry_config(tmp, port, htpasswd, tls=tls, storage=storage)
     reg = Registry(port, tmp, tmp / "access.log", config)
+    SESSION_REGISTRY_HOSTS.append(reg.host)
     reg.start()
     return reg
 
 
 def remove_built_images(client: docker.DockerClient, workers: int = 8) -> None:
-    """Remove every image of :data:`BUILT_IMAGE_IDS` that is still there (in ``workers`` threads;
-    an image gone or still in use is left as it is)."""
+    """Remove every image this session left: those of :data:`BUILT_IMAGE_IDS`, and those
+    tagged or pulled under a registry of :data:`SESSION_REGISTRY_HOSTS` (the new images the
+    code under test pulled, which the session did not build), in ``workers`` threads; an image
+    gone or still in use is left as it is."""
 
     def one(image_id: str) -> None:
         with contextlib.suppress(docker.errors.APIError):
             client.api.remove_image(image_id, force=True)
 
-    present = {str(image["Id"]) for image in client.api.images()}
+    built = set(BUILT_IMAGE_IDS)
+    prefixes = tuple(f"{host}/" for host in SESSION_REGISTRY_HOSTS)
+    present: list[str] = []
+    for image in client.api.images():
+        refs = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
+        if str(image["Id"]) in built or any(ref.startswith(prefixes) for ref in refs):
+            present.append(str(image["Id"]))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, [i for i in dict.fromkeys(BUILT_IMAGE_IDS) if i in present]))
+        list(pool.map(one, present))
 
 
 def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
