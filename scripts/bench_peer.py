@@ -23,6 +23,7 @@ containers, old images removed afterwards as watchkeeper does.
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -33,11 +34,9 @@ from bench_support import (
     ROOT,
     Measured,
     Workspace,
-    base_env,
     median,
     ratio,
     run_measured,
-    run_watchkeeper,
     spread,
 )
 
@@ -60,7 +59,7 @@ def peer_command() -> list[str]:
 
 def run_peer(names: Sequence[str]) -> Measured:
     """One ``ouroboros --run-once`` over ``names``; an exit code or a logged error raises."""
-    env = {key: base_env()[key] for key in ("PATH", "HOME")}
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
     argv = [*peer_command(), "--run-once", "--cleanup", "--log-level", "info", "--monitor"]
     run = run_measured([*argv, *names], env)
     lines = (run.out + run.err).splitlines()
@@ -109,10 +108,12 @@ def side_by_side(
     names: Sequence[str],
     tags: Sequence[str],
     repeat: int,
+    watchkeeper_fresh: Callable[[], dict[str, Any]],
     watchkeeper_update: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any]:
-    """``repeat`` interleaved pairs of each measure; ``watchkeeper_update(marker)`` pushes and
-    runs watchkeeper's update round (``benchmark.update_round`` at ``UPDATE_CONCURRENCY=8``)."""
+    """``repeat`` interleaved pairs of each measure; ``watchkeeper_fresh()`` is one
+    ``benchmark.bench_fresh`` run (nothing new), ``watchkeeper_update(marker)`` pushes and runs
+    watchkeeper's update round (``benchmark.update_round`` at ``UPDATE_CONCURRENCY=8``)."""
     stale_tags = list(tags[: len(tags) // 2])
     figures: dict[str, dict[str, list[float]]] = {
         "peer": {"fresh_s": [], "fresh_rss": [], "requests": [], "update_s": []},
@@ -125,13 +126,10 @@ def side_by_side(
         peer["requests"].append(len(space.registry.requests()))
         peer["fresh_s"].append(run.wall_s)
         peer["fresh_rss"].append(run.max_rss_mib)
-        space.registry.clear_log()
-        mine = run_watchkeeper("run", "--once", "--json", *names, env={})
-        if mine.report["counts"]["fresh"] != len(names):
-            raise RuntimeError(f"expected {len(names)} fresh: {mine.report['counts']}")
-        own["requests"].append(len(space.registry.requests()))
-        own["fresh_s"].append(mine.wall_s)
-        own["fresh_rss"].append(mine.max_rss_mib)
+        mine = watchkeeper_fresh()
+        own["requests"] += mine["requests"]
+        own["fresh_s"] += mine["wall_s"]
+        own["fresh_rss"] += mine["rss_mib"]
         push_elsewhere(space, stale_tags, f"peer{round_no}")
         peer["update_s"].append(run_peer(names).wall_s)
         check_peer_updated(space, names, tags, stale_tags)

@@ -255,6 +255,7 @@ def bench_beside_peer(
         names,
         tags,
         repeat,
+        lambda: bench_fresh(space, names, 1),
         lambda marker: update_round(space, names, stale_tags, marker, 8),
     )
 

@@ -207,12 +207,11 @@ def remove_built_images(client: docker.DockerClient, workers: int = 8) -> None:
             client.api.remove_image(image_id, force=True)
 
     built = set(BUILT_IMAGE_IDS)
-    prefixes = tuple(f"{host}/" for host in SESSION_REGISTRY_HOSTS)
-    present: list[str] = []
-    for image in client.api.images():
-        refs = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
-        if str(image["Id"]) in built or any(ref.startswith(prefixes) for ref in refs):
-            present.append(str(image["Id"]))
+    present = [
+        str(image["Id"])
+        for image in client.api.images()
+        if str(image["Id"]) in built or _under(image, *SESSION_REGISTRY_HOSTS)
+    ]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, present))
 
@@ -221,10 +220,16 @@ def remove_images_of(client: docker.DockerClient, prefix: str) -> None:
     """Remove every local image whose tags or digests live under ``prefix``."""
     # The low-level list: the high-level one inspects each image and races other removals.
     for image in client.api.images():
-        refs = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
-        if any(ref.startswith(prefix + "/") for ref in refs):
+        if _under(image, prefix):
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image["Id"], force=True)
+
+
+def _under(image: dict[str, Any], *hosts: str) -> bool:
+    """Whether an image of the engine's list is tagged or digested under one of ``hosts``."""
+    refs = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
+    prefixes = tuple(f"{host}/" for host in hosts)
+    return bool(prefixes) and any(ref.startswith(prefixes) for ref in refs)
 
 
 @dataclass

@@ -91,19 +91,19 @@ class _DowntimeSlot:
 
     def __init__(self, slots: threading.Semaphore | None) -> None:
         self._slots = slots
-        self._held = False
+        self._held: threading.Semaphore | None = None
 
     def take(self) -> None:
         """Wait for a slot (at once without slots)."""
         if self._slots is not None:
             self._slots.acquire()
-            self._held = True
+            self._held = self._slots
 
     def give_back(self) -> None:
         """Free the slot if this group holds it; later calls do nothing."""
-        if self._held and self._slots is not None:
-            self._held = False
-            self._slots.release()
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
 
 
 class _GroupSwap:
