@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -744,3 +745,68 @@ def test_fake_engine_rename_onto_taken_name_conflicts() -> None:
         engine.remove_container(a["Id"], force=False)
     assert a["Created"].endswith("Z")
     assert len(a["Created"].split(".")[1]) > 6  # nanoseconds
+
+
+# -- the downtime slot (UPDATE_CONCURRENCY: groups take turns from first stop to first start) ---
+
+
+def slot_is_free(slots: threading.BoundedSemaphore) -> bool:
+    """Whether another group could take the slot now (taken and given back at once)."""
+    if not slots.acquire(blocking=False):
+        return False
+    slots.release()
+    return True
+
+
+def test_swap_group_holds_downtime_slot_from_stop_to_start_not_in_gate() -> None:
+    """The slot is held while the old container stops and the replacement starts, and given
+    back before the replacement's gate: the next group may stop its containers meanwhile."""
+    engine = FakeEngine()
+    moves = web(engine, healthcheck=HEALTHCHECK)
+    slots = threading.BoundedSemaphore(1)
+    seen: dict[str, list[bool]] = {"stop": [], "start": [], "gate": []}
+
+    def record(method: str) -> Callable[[Call], bool]:
+        def look(_call: Call) -> bool:
+            started = bool(engine.calls_of("start"))
+            key = "gate" if method == "inspect_container" and started else method
+            if key in seen:
+                seen[key].append(slot_is_free(slots))
+            return False  # never fails: only looks
+
+        return look
+
+    for method in ("stop", "start", "inspect_container"):
+        engine.fail(method, when=record(method), times=None)
+
+    result = swap_group(engine, moves, names_by_id(engine), slots)
+
+    assert result.failure is None
+    assert seen["stop"] == [False]
+    assert seen["start"] == [False]
+    assert seen["gate"]
+    assert all(seen["gate"])
+    assert slot_is_free(slots)
+    assert_services(engine, {"web": WEB_NEW})
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("step", sorted(GROUP_STEPS))
+def test_swap_group_failed_step_gives_downtime_slot_back_after_rollback(
+    step: str, after: bool
+) -> None:
+    """A step of a group (container: netns, depends-on) fails before or after it took effect:
+    the group is restored and its slot given back, so no other group waits for it forever."""
+    engine = FakeEngine()
+    moves = vpn_group(engine)
+    method, predicate = GROUP_STEPS[step]
+    fault = engine.fail(method, when=predicate(moves), after=after)
+    slots = threading.BoundedSemaphore(1)
+
+    result = swap_group(engine, moves, names_by_id(engine), slots)
+
+    assert fault.fired == 1
+    assert result.failure is not None
+    assert result.restored
+    assert slot_is_free(slots)
+    assert_services(engine, {"vpn": VPN_OLD, "app": APP, "worker": WORKER})
