@@ -8,6 +8,10 @@ the two (ouroboros first in each pair):
 
 - nothing new, the 50 containers: the whole process, start to exit, its peak RSS
   (:class:`bench_support.PeakWatcher`) and the registry requests it made (the access log);
+- watchkeeper's floor: a process that only imports the libraries the project requires on
+  every command (docker-py, pydantic-settings, structlog) and exits, its wall time and peak
+  RSS set against ouroboros' whole no-change run: what is left of each target for
+  watchkeeper's own code once those are loaded;
 - the update of 25 of them: new images pushed to 5 of the 10 tags, then one run. ouroboros
   pulls, stops, removes, creates and starts each container one after another and checks
   nothing; watchkeeper swaps 8 at a time (its default) and gates every replacement with a 1 s
@@ -34,15 +38,20 @@ from bench_support import (
     ROOT,
     Measured,
     Workspace,
+    base_env,
     median,
     ratio,
     run_measured,
+    runtime_python,
     spread,
 )
 
 PEER_VENV = ROOT / ".venv-ouroboros"
 PEER_REQUIREMENTS = ("ouroboros-cli==1.4.2", "apprise<0.9")
 PEER_NAME = "ouroboros 1.4.2"
+# What every watchkeeper command imports before it does anything: the libraries the project
+# requires (settings, engine client, logging), not the approved ones it loads on demand.
+FLOOR_IMPORTS = "import docker, pydantic_settings, structlog"
 
 
 @functools.cache
@@ -66,6 +75,14 @@ def run_peer(names: Sequence[str]) -> Measured:
     errors = [line for line in lines if " : ERROR : " in line and not cleanup_noise(line)]
     if run.returncode != 0 or errors or any("Traceback" in line for line in lines):
         raise RuntimeError(f"ouroboros exited {run.returncode}: {(errors or lines)[-3:]}")
+    return run
+
+
+def run_floor() -> Measured:
+    """A process of watchkeeper's Python that imports :data:`FLOOR_IMPORTS` and exits."""
+    run = run_measured([runtime_python(), "-c", FLOOR_IMPORTS], base_env())
+    if run.returncode != 0:
+        raise RuntimeError(f"the floor process exited {run.returncode}: {run.err[-300:]}")
     return run
 
 
@@ -118,6 +135,7 @@ def side_by_side(
     figures: dict[str, dict[str, list[float]]] = {
         "peer": {"fresh_s": [], "fresh_rss": [], "requests": [], "update_s": []},
         "watchkeeper": {"fresh_s": [], "fresh_rss": [], "requests": [], "update_s": []},
+        "floor": {"fresh_s": [], "fresh_rss": []},
     }
     peer, own = figures["peer"], figures["watchkeeper"]
     for round_no in range(repeat):
@@ -130,6 +148,9 @@ def side_by_side(
         own["requests"] += mine["requests"]
         own["fresh_s"] += mine["wall_s"]
         own["fresh_rss"] += mine["rss_mib"]
+        floor = run_floor()
+        figures["floor"]["fresh_s"].append(floor.wall_s)
+        figures["floor"]["fresh_rss"].append(floor.max_rss_mib)
         push_elsewhere(space, stale_tags, f"peer{round_no}")
         peer["update_s"].append(run_peer(names).wall_s)
         check_peer_updated(space, names, tags, stale_tags)
@@ -138,10 +159,14 @@ def side_by_side(
 
 
 def peer_rows(figures: dict[str, Any]) -> list[list[str]]:
-    """The side-by-side table: each measure, both figures, their ratio, the issue's target."""
-    peer, own = figures["peer"], figures["watchkeeper"]
+    """The side-by-side table: each measure, both figures, their ratio, the issue's target;
+    the floor's rows (when measured) set watchkeeper's floor against ouroboros' whole run."""
+    peer = figures["peer"]
 
-    def row(label: str, key: str, unit: str, digits: int, target: str) -> list[str]:
+    def row(
+        label: str, key: str, unit: str, digits: int, target: str, side: str = "watchkeeper"
+    ) -> list[str]:
+        own = figures[side]
         share = ratio(median(own[key]), median(peer[key]))
         return [
             label,
@@ -151,6 +176,12 @@ def peer_rows(figures: dict[str, Any]) -> list[list[str]]:
             target,
         ]
 
+    floor = []
+    if figures.get("floor", {}).get("fresh_s"):
+        floor = [
+            row(FLOOR_LABEL + "whole process", "fresh_s", " s", 2, "(floor)", side="floor"),
+            row(FLOOR_LABEL + "peak RSS", "fresh_rss", " MiB", 1, "(floor)", side="floor"),
+        ]
     return [
         row("nothing new, 50 containers: whole process", "fresh_s", " s", 2, "<= 0.3x"),
         row("registry requests, nothing new", "requests", "", 0, "<= 11"),
@@ -162,7 +193,14 @@ def peer_rows(figures: dict[str, Any]) -> list[list[str]]:
             "<= 0.5x",
         ),
         row("peak RSS, nothing new", "fresh_rss", " MiB", 1, "<= 1x"),
+        *floor,
     ]
+
+
+FLOOR_LABEL = (
+    "floor, against ouroboros' nothing new: watchkeeper's Python importing docker-py, "
+    "pydantic-settings and structlog, nothing run: "
+)
 
 
 PEER_HEADER = [

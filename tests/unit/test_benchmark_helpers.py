@@ -136,6 +136,24 @@ def test_peer_rows_ratio_of_medians_and_targets() -> None:
     assert rows["update of 25 of the 50 (watchkeeper"][2] == "0.50x"
     assert rows["peak RSS, nothing new"][2:] == ["1.08x", "<= 1x"]
     assert len(peer.PEER_HEADER) == 5
+    assert not any(label.startswith("floor") for label in rows)  # not measured: no rows
+
+
+def test_peer_rows_floor_against_ouroboros_whole_run() -> None:
+    """The floor's rows: ouroboros' no-change run beside the import-only process, their ratio."""
+    figures = {
+        "peer": {
+            "fresh_s": [2.0, 2.4, 2.2],
+            "requests": [110],
+            "update_s": [22.0],
+            "fresh_rss": [47.0, 47.5, 47.3],
+        },
+        "watchkeeper": {"fresh_s": [0.66], "requests": [11], "update_s": [11.0], "fresh_rss": [51]},
+        "floor": {"fresh_s": [0.44, 0.40, 0.48], "fresh_rss": [43.8, 43.7, 43.9]},
+    }
+    rows = {row[0].rsplit(":", 1)[1].strip(): row[1:] for row in peer.peer_rows(figures)[-2:]}
+    assert rows["whole process"] == ["2.20 s (2.00-2.40)", "0.44 s (0.40-0.48)", "0.20x", "(floor)"]
+    assert rows["peak RSS"] == ["47.3 MiB (47.0-47.5)", "43.8 MiB (43.7-43.9)", "0.93x", "(floor)"]
 
 
 def test_peercleanup_noise_only_its_image_removal_complaints() -> None:
