@@ -16,7 +16,7 @@ Names (all prefixed ``watchkeeper_``): ``runs_total{trigger,outcome}``,
 ``engine_up{engine}`` and ``engine_containers{engine,state}`` (the same values as
 ``containers``, kept for dashboards built on it).
 
-Every per-container metric carries ``engine`` (CONTRACT §11): the engine's name, as in the
+Every per-container metric carries ``engine`` (README, "Many hosts"): the engine's name, as in the
 report rows' ``host`` and ``engine_up``. Each engine of a run gets every state, 0 included,
 so that a state that empties goes to 0 instead of keeping its last value.
 

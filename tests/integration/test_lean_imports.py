@@ -1,4 +1,4 @@
-"""What each command imports, read from the process itself (README, "Speed"; CONTRACT §13).
+"""What each command imports, read from the process itself (README, "Speed").
 
 A command loads only what its settings use: ``run --once``, ``check`` and ``healthcheck`` with
 no channel and no API never import FastAPI, uvicorn, Starlette, APScheduler, Apprise, the

@@ -35,7 +35,7 @@ def run_child(code: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedP
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 130, 143])
 def test_fast_exit_keeps_the_code_and_flushes_what_was_printed(code: int) -> None:
-    """Every exit code of CONTRACT's commands comes out as given, after the buffered output."""
+    """Each exit code of the commands (README, "Quick start") comes out as given, output first."""
     child = run_child(
         "import sys\n"
         "from watchkeeper.cli import fast_exit\n"

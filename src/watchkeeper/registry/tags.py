@@ -21,15 +21,13 @@ import json
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import httpx
 import structlog
 
 from watchkeeper.errors import RegistryError
 from watchkeeper.registry.reference import Reference
-
-if TYPE_CHECKING:
-    from watchkeeper.registry.digest import RegistryClient
 
 log = structlog.get_logger()
 
@@ -63,10 +61,19 @@ class Platform:
         )
 
 
+class RegistryRequests(Protocol):
+    """What the tags need of the registry client (``RegistryClient.request``, which owns them):
+    one request about a repository with its TLS, credentials and pull token."""
+
+    def request(
+        self, ref: Reference, method: str, path: str, accept: str = ...
+    ) -> httpx.Response: ...
+
+
 class RegistryTags:
     """Tag lists and image dates of one registry client; safe to use from many threads."""
 
-    def __init__(self, client: RegistryClient) -> None:
+    def __init__(self, client: RegistryRequests) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
