@@ -10,6 +10,8 @@ Measures what an operator cares about, as the README reports it ("Speed"), each 
   process, start to exit;
 - many engines: ``--engines`` (10) engines of 50 containers each against one such engine, nothing
   new; the engines are relays of the real engine, each with its own identity (bench_engines.py);
+  at least ``ENGINE_PAIRS`` interleaved pairs whatever ``--repeat`` says (about 2 s a pair): the
+  ratio sits near its bar and one slow run in three moves the median;
 - updates: 25 of the 50 containers get a new image, every replacement gated by a 1 s stability
   window, at ``UPDATE_CONCURRENCY`` 1 and 8 (whole process); then once more at 8 while each of
   the 25 published busybox ``httpd`` is probed every 20 ms: downtime per container, the longest
@@ -104,6 +106,14 @@ def bench_fresh(space: Workspace, names: Sequence[str], repeat: int) -> dict[str
         "requests": requests,
         "rss_mib": rss,
     }
+
+
+ENGINE_PAIRS = 7
+
+
+def engine_pairs(repeat: int) -> int:
+    """Pairs of the many-engine measure: ``--repeat``, at least :data:`ENGINE_PAIRS`."""
+    return max(repeat, ENGINE_PAIRS)
 
 
 def bench_engines(
@@ -452,7 +462,7 @@ def measure(space: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"errors": {}}
     measures: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("fresh", lambda: bench_fresh(space, names, args.repeat)),
-        ("engines", lambda: bench_engines(space, names, args.engines, args.repeat)),
+        ("engines", lambda: bench_engines(space, names, args.engines, engine_pairs(args.repeat))),
         ("idle", lambda: bench_idle_daemon(names)),
         ("updates", lambda: bench_updates(space, names, tags, ports, args.repeat)),
         ("scale", lambda: bench_scale(space, args.scale, args.scale_images, args.repeat)),

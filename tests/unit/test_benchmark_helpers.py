@@ -162,3 +162,22 @@ def test_peercleanup_noise_only_its_image_removal_complaints() -> None:
     assert peer.cleanup_noise(prefix + "5bdebbd50abb has no tags.. you should clean it up!")
     assert peer.cleanup_noise(prefix + "Could not delete old image for wk-1, Error: 409")
     assert not peer.cleanup_noise(prefix + "Can't connect to Docker API")
+
+
+def test_engine_pairs_at_least_seven_whatever_repeat_says() -> None:
+    """The many-engine ratio is measured over at least ENGINE_PAIRS pairs, more on request."""
+    benchmark = load("benchmark")
+    assert [benchmark.engine_pairs(n) for n in (1, 3, 7, 9)] == [7, 7, 7, 9]
+
+
+def test_engine_rows_ratio_of_medians_against_the_bar() -> None:
+    """Ten engines against one: the ratio is of the medians, the bar printed beside it."""
+    benchmark = load("benchmark")
+    figures = {
+        "engines": 10,
+        "one": {"wall_s": [0.7, 0.8, 0.9], "run_s": [0.1, 0.2, 0.3]},
+        "many": {"wall_s": [1.0, 1.2, 1.6], "run_s": [0.3, 0.4, 0.5], "requests": [11, 11]},
+    }
+    rows = {row[0].split(":")[0]: row[1] for row in benchmark.engine_rows(figures)}
+    assert rows["10 engines against 1"] == "1.50x / 2.00x"
+    assert rows["registry requests per run, 10 engines x 10 images"] == "11 (11-11)"
