@@ -27,7 +27,6 @@ containers, old images removed afterwards as watchkeeper does.
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -38,12 +37,13 @@ from bench_support import (
     ROOT,
     Measured,
     Workspace,
-    base_env,
     median,
+    plain_env,
     ratio,
     run_measured,
     runtime_python,
     spread,
+    stale_half,
 )
 
 PEER_VENV = ROOT / ".venv-ouroboros"
@@ -68,9 +68,8 @@ def peer_command() -> list[str]:
 
 def run_peer(names: Sequence[str]) -> Measured:
     """One ``ouroboros --run-once`` over ``names``; an exit code or a logged error raises."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
     argv = [*peer_command(), "--run-once", "--cleanup", "--log-level", "info", "--monitor"]
-    run = run_measured([*argv, *names], env)
+    run = run_measured([*argv, *names], plain_env())
     lines = (run.out + run.err).splitlines()
     errors = [line for line in lines if " : ERROR : " in line and not cleanup_noise(line)]
     if run.returncode != 0 or errors or any("Traceback" in line for line in lines):
@@ -80,7 +79,7 @@ def run_peer(names: Sequence[str]) -> Measured:
 
 def run_floor() -> Measured:
     """A process of watchkeeper's Python that imports :data:`FLOOR_IMPORTS` and exits."""
-    run = run_measured([runtime_python(), "-c", FLOOR_IMPORTS], base_env())
+    run = run_measured([runtime_python(), "-c", FLOOR_IMPORTS], plain_env())
     if run.returncode != 0:
         raise RuntimeError(f"the floor process exited {run.returncode}: {run.err[-300:]}")
     return run
@@ -126,12 +125,13 @@ def side_by_side(
     tags: Sequence[str],
     repeat: int,
     watchkeeper_fresh: Callable[[], dict[str, Any]],
-    watchkeeper_update: Callable[[str], dict[str, Any]],
+    watchkeeper_update: Callable[[Sequence[str], str], dict[str, Any]],
 ) -> dict[str, Any]:
     """``repeat`` interleaved pairs of each measure; ``watchkeeper_fresh()`` is one
-    ``benchmark.bench_fresh`` run (nothing new), ``watchkeeper_update(marker)`` pushes and runs
-    watchkeeper's update round (``benchmark.update_round`` at ``UPDATE_CONCURRENCY=8``)."""
-    stale_tags = list(tags[: len(tags) // 2])
+    ``benchmark.bench_fresh`` run (nothing new), ``watchkeeper_update(stale_tags, marker)``
+    pushes and runs watchkeeper's update round (``benchmark.update_round`` at
+    ``UPDATE_CONCURRENCY=8``)."""
+    stale_tags = stale_half(tags)
     figures: dict[str, dict[str, list[float]]] = {
         "peer": {"fresh_s": [], "fresh_rss": [], "requests": [], "update_s": []},
         "watchkeeper": {"fresh_s": [], "fresh_rss": [], "requests": [], "update_s": []},
@@ -154,7 +154,7 @@ def side_by_side(
         push_elsewhere(space, stale_tags, f"peer{round_no}")
         peer["update_s"].append(run_peer(names).wall_s)
         check_peer_updated(space, names, tags, stale_tags)
-        own["update_s"].append(watchkeeper_update(f"own{round_no}")["wall_s"])
+        own["update_s"].append(watchkeeper_update(stale_tags, f"own{round_no}")["wall_s"])
     return figures
 
 

@@ -174,11 +174,21 @@ def runtime_line() -> str:
     )
 
 
+def stale_half(tags: Sequence[str]) -> list[str]:
+    """The tags an update round pushes a new image to: the first half (5 of 10, 25 of 50
+    containers, since container ``i`` runs ``tags[i % len(tags)]``)."""
+    return list(tags[: len(tags) // 2])
+
+
+def plain_env() -> dict[str, str]:
+    """``PATH`` and ``HOME`` of this process, nothing else: what every measured process gets."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+
+
 def base_env(state_dir: str | None = None) -> dict[str, str]:
     """The environment of a measured watchkeeper: JSON logs, its own state directory."""
     return {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/root"),
+        **plain_env(),
         "WATCHKEEPER_LOG_FORMAT": "json",
         "WATCHKEEPER_STATE_DIR": state_dir or tempfile.mkdtemp(prefix="wk-bench-"),
     }

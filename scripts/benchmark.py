@@ -63,6 +63,7 @@ from bench_support import (
     run_watchkeeper,
     runtime_line,
     spread,
+    stale_half,
     workspace,
 )
 from tests.sinks import SendGridSink
@@ -240,7 +241,7 @@ def bench_updates(
     repeat: int,
 ) -> dict[str, Any]:
     """25 of 50 containers updated at UPDATE_CONCURRENCY 1 and 8, then 8 with probes."""
-    stale_tags = tags[: len(tags) // 2]
+    stale_tags = stale_half(tags)
     stale_ports = [ports[n] for i, n in enumerate(names) if i % len(tags) < len(stale_tags)]
     rounds: dict[str, list[dict[str, Any]]] = {"1": [], "8": [], "probed": []}
     version = 0
@@ -259,14 +260,13 @@ def bench_beside_peer(
     """ouroboros and watchkeeper alternated on the same containers (bench_peer.py)."""
     import bench_peer
 
-    stale_tags = tags[: len(tags) // 2]
     return bench_peer.side_by_side(
         space,
         names,
         tags,
         repeat,
         lambda: bench_fresh(space, names, 1),
-        lambda marker: update_round(space, names, stale_tags, marker, 8),
+        lambda stale_tags, marker: update_round(space, names, stale_tags, marker, 8),
     )
 
 
