@@ -169,6 +169,26 @@ def summaries_of(fake: FakeEngine) -> list[dict[str, Any]]:
     return [summary_of(c) for c in fake.containers.values()]
 
 
+def image_list_of(fake: FakeEngine, images: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``images/json`` listing of one fake engine (the images its containers run)."""
+    used = {str(c["Image"]) for c in fake.containers.values()}
+    return [
+        {
+            "Id": image["Id"],
+            "ParentId": "",
+            "RepoTags": list(image["RepoTags"]),
+            "RepoDigests": list(image["RepoDigests"]),
+            "Created": 1_700_000_000,
+            "Size": 7_000_000,
+            "SharedSize": -1,
+            "Labels": {},
+            "Containers": -1,
+        }
+        for image in images.values()
+        if image["Id"] in used
+    ]
+
+
 class FakeApi:
     """The low-level docker-py calls the Engine adapter makes, answered from a FakeEngine.
 
@@ -183,6 +203,7 @@ class FakeApi:
         self._fake = fake
         self._images = images
         self._summaries = summaries_of(fake)
+        self._image_list = image_list_of(fake, images)
         self._random = random.Random(SEED + index)  # noqa: S311 (latency, not secrets)
         self._scale = scale
         self._id = f"SIM{index:06d}"
@@ -206,6 +227,10 @@ class FakeApi:
     def inspect_container(self, container: str) -> dict[str, Any]:
         self._wait()
         return self._fake.inspect(container)
+
+    def images(self, **_filters: Any) -> list[dict[str, Any]]:
+        self._wait()
+        return copy.deepcopy(self._image_list)
 
     def inspect_image(self, image: str) -> dict[str, Any]:
         self._wait()

@@ -139,7 +139,7 @@ def _check_engine(
         handle.drop()
         return [{**dict.fromkeys(TABLE_COLUMNS), "engine": handle.name, "verdict": "error",
                  "error": str(exc)}]  # fmt: skip
-    watched = check_containers(engine, registry, selected, no_pull=settings.no_pull)
+    watched = check_containers(engine, registry, selected, settings)
     apply_update_rules(watched, registry, settings)
     return [check_row(w, handle.name) for w in watched] + [
         check_row(s, handle.name, kind="service") for s in services

@@ -1,5 +1,6 @@
 """What a run asks the engine, counted on the real engine (README, "Speed"): one container list,
-an inspect only where the list cannot answer, one inspect per distinct image.
+an inspect only where the list cannot answer, one image list (this engine's classic store lets
+it decide), and an image inspect only for a container that may be updated.
 
 The counting is instrumentation around the real engine: the engine adapter's docker-py client
 is an HTTP session, and its ``send`` is wrapped to note each request's method and path. Nothing
@@ -62,6 +63,10 @@ class Calls:
         """The ID or name of each container inspected."""
         found = (re.fullmatch(r"/containers/([^/]+)/json", p) for m, p, _ in self.seen)
         return [match[1] for match in found if match and match[1] != "json"]
+
+    def image_lists(self) -> int:
+        """How many ``GET /images/json`` were sent."""
+        return sum((m, p) == ("GET", "/images/json") for m, p, _ in self.seen)
 
     def image_inspects(self) -> list[str]:
         found = (re.fullmatch(r"/images/(.+)/json", p) for m, p, _ in self.seen)
@@ -143,15 +148,14 @@ def test_engine_requests_to_distinct_paths_reuse_one_connection(
         engine.close()
 
 
-def test_run_nothing_new_one_list_no_container_inspect_one_inspect_per_image(
+def test_run_nothing_new_one_container_list_one_image_list_no_inspect(
     registry: Registry, images: ImageFactory, start: Starter, counted: tuple[Services, Calls]
 ) -> None:
     """Eight fresh containers on two images: one container list, not one container inspected,
-    each of the two images inspected once; all eight are fresh."""
+    one image list and no image inspected (nothing may be updated); all eight are fresh."""
     services, calls = counted
     tags = [f"{registry.host}/calls{i}:1" for i in range(2)]
-    for tag in tags:
-        images.build_and_push(tag, SLEEP)
+    pushed = [images.build_and_push(tag, SLEEP) for tag in tags]
     containers = [start(tags[i % 2]) for i in range(8)]
     image_ids = {c.attrs["Image"] for c in containers}
     calls.clear()
@@ -161,7 +165,11 @@ def test_run_nothing_new_one_list_no_container_inspect_one_inspect_per_image(
     assert "filters" not in listed, calls.seen
     assert listed["all"] == ["1"]
     assert calls.container_inspects() == []
-    assert sorted(calls.image_inspects()) == sorted(image_ids)
+    assert calls.image_lists() == 1
+    assert calls.image_inspects() == []
+    assert len(image_ids) == 2
+    # Judged from the list's RepoDigests: each row names the digest its image was pushed with.
+    assert sorted(row.old_digest for row in report.containers) == sorted(pushed * 4)
 
 
 def test_recovery_without_interrupted_swap_lists_marked_names_only(
@@ -278,6 +286,11 @@ def test_run_one_stale_among_fresh_updates_it_with_every_setting(
     assert rows[old.name].new_digest == new_digest
     assert {rows[c.name].state.value for c in fresh} == {"fresh"}
     assert old.id in calls.container_inspects()  # the update's full inspects, as before
+    # The stale container's image is inspected (its recreate reads the image's configuration),
+    # the fresh ones' images only listed.
+    assert calls.image_lists() == 1
+    assert old.attrs["Image"] in calls.image_inspects()
+    assert fresh[0].attrs["Image"] not in calls.image_inspects()
     new = docker_client.containers.get(old.name)
     assert new.id != old.id
     assert new.status == "running"

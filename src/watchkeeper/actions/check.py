@@ -11,7 +11,10 @@ engine* is not the one it runs (images built on the host).
 The check reads the engine's container list, never one inspect per container (README, "Speed"):
 :func:`select_on_engine` selects from the list's views (:mod:`containers.summary`) and inspects
 only a selected container whose list entry showed its image ID instead of the reference it was
-created from; each distinct image is inspected once, a few at a time (:func:`inspect_images`).
+created from. The images come from one image list where the engine's store lets that list
+decide (:func:`read_images`), else each distinct image is inspected once, a few at a time
+(:func:`inspect_images`); an image read from the list is inspected only for a container that may
+be updated (:func:`complete_images`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,14 @@ from typing import Any
 
 import structlog
 
+from watchkeeper.actions.policy import tag_policy
 from watchkeeper.actions.select import image_matches, select_containers
 from watchkeeper.containers.engine import Engine
-from watchkeeper.containers.origin import local_only_reason, registry_digests
+from watchkeeper.containers.origin import (
+    classic_image_store,
+    local_only_reason,
+    registry_digests,
+)
 from watchkeeper.containers.recreate import parse_api_version
 from watchkeeper.errors import EngineError, RegistryAuthError, RegistryError
 from watchkeeper.labels import container_name, read_bool_label
@@ -91,6 +99,8 @@ class Watched(RuleFields):
     skip_reason: str | None = None
     # NO_PULL: the image ID the local tag points at, which the container moves to.
     target_image_id: str | None = None
+    # ``image`` is the image's entry in the engine's list, not its inspect (read_images).
+    image_listed: bool = False
 
     @property
     def name(self) -> str:
@@ -126,7 +136,17 @@ class Watched(RuleFields):
     @property
     def platform(self) -> Platform:
         """The platform of the image it runs: the manifest of an index that dates a new image."""
-        return Platform.of_image(self.image)
+        return Platform.of_image(self.inspected_image)
+
+    @property
+    def inspected_image(self) -> dict[str, Any] | None:
+        """The inspect of the image it runs (None: not on the engine), for what the image list
+        does not carry (platform, configuration). Raises RuntimeError when the check only listed
+        it: :func:`complete_images` inspects those of every container that may be updated, and a
+        reader past it must never get a list entry in place of an inspect."""
+        if self.image_listed:
+            raise RuntimeError(f"the image of {self.name} was listed, not inspected")
+        return self.image
 
 
 def select_on_engine(
@@ -173,18 +193,96 @@ def inspect_images(engine: Engine, image_ids: Iterable[str]) -> dict[str, ImageA
         return dict(zip(distinct, pool.map(one, distinct), strict=True))
 
 
+@dataclass(frozen=True)
+class ImageViews:
+    """The images one check read: ``listed``, entries of the engine's image list (classic
+    store), and ``inspected``, the answers of inspects (every image the list did not hold)."""
+
+    inspected: Mapping[str, ImageAnswer]
+    listed: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def read_images(engine: Engine, image_ids: Iterable[str]) -> ImageViews:
+    """The images with these IDs, in as few requests as the engine's store allows; never raises.
+
+    On the classic store one image list decides every verdict of the check (its ``RepoDigests``
+    are the inspect's): one request per engine instead of one per image, which is most of a
+    check's requests (README, "Speed"). An image the list leaves out (a build intermediate), a
+    list that fails, the containerd store and an engine whose ``docker info`` cannot be read
+    are inspected as before, a few at a time.
+    """
+    distinct = list(dict.fromkeys(image_ids))
+    listed: dict[str, dict[str, Any]] = {}
+    if distinct and _lists_decide(engine):
+        try:
+            by_id = {str(image.get("Id")): image for image in engine.list_images()}
+        except EngineError as exc:
+            log.warning("engine.image_list_failed", engine=engine.host_label, error=str(exc))
+            by_id = {}
+        listed = {image_id: by_id[image_id] for image_id in distinct if image_id in by_id}
+    rest = [image_id for image_id in distinct if image_id not in listed]
+    return ImageViews(inspected=inspect_images(engine, rest), listed=listed)
+
+
+def _lists_decide(engine: Engine) -> bool:
+    """Whether the engine's image list decides its check (classic store), from the
+    ``docker info`` its connection or Swarm check just read."""
+    try:
+        return classic_image_store(engine.recent_info())
+    except EngineError:
+        return False
+
+
+def complete_images(engine: Engine, items: Sequence[Watched], settings: Settings) -> None:
+    """Inspect the listed images of every container that may be updated, in place.
+
+    A stale one, and a fresh one whose tag policy reads the registry's tags (it may move to a
+    newer tag): the update rules date their new image for the image's platform, and the
+    recreate tells the container's own configuration from its image's. An image that cannot be
+    read is that container's ``error``, as in :func:`classify_local`.
+    """
+    wanted = [w for w in items if w.image_listed and _may_update(w, settings)]
+    answers = inspect_images(engine, (w.image_id for w in wanted))
+    for item in wanted:
+        answer = answers[item.image_id]
+        if isinstance(answer, EngineError):
+            item.verdict, item.error = Verdict.ERROR, str(answer)
+            continue
+        item.image, item.image_listed = answer, False
+
+
+def _may_update(item: Watched, settings: Settings) -> bool:
+    """Whether the update rules or the update may read ``item``'s image inspect."""
+    if item.verdict is Verdict.STALE:
+        return True
+    if item.verdict is not Verdict.FRESH:
+        return False
+    try:
+        return tag_policy(settings, item.container).reads_tags
+    except ValueError:
+        return False  # the rules make it a label error, nothing is updated
+
+
 def classify_local(
-    container: dict[str, Any], engine: Engine, images: Mapping[str, ImageAnswer] | None = None
+    container: dict[str, Any],
+    engine: Engine,
+    images: Mapping[str, ImageAnswer] | ImageViews | None = None,
 ) -> Watched:
     """Build a Watched with the verdicts that need no registry: pinned and local-only.
 
-    The image is the one the container runs, inspected by its ID (``images``: inspects already
-    made by :func:`inspect_images`): a tag may name another image by now, and an old image keeps
-    its digests (README, "Engines and API versions"). Raises EngineError when it cannot be read.
+    The image is the one the container runs, read by its ID (``images``: what
+    :func:`read_images` or :func:`inspect_images` already read): a tag may name another image
+    by now, and an old image keeps its digests (README, "Engines and API versions"). Raises
+    EngineError when it cannot be read.
     """
-    image = _image_of(engine, str(container["Image"]), images)
+    image_id = str(container["Image"])
+    listed = images.listed if isinstance(images, ImageViews) else {}
+    inspected = images.inspected if isinstance(images, ImageViews) else images
+    image = listed[image_id] if image_id in listed else _image_of(engine, image_id, inspected)
     ref_text = str(container["Config"]["Image"])
-    watched = Watched(container=container, image=image, reference=None)
+    watched = Watched(
+        container=container, image=image, reference=None, image_listed=image_id in listed
+    )
     watched.local_digests = registry_digests(image or {})
     if is_image_id(ref_text) or container["Image"].removeprefix("sha256:").startswith(
         ref_text.removeprefix("sha256:")
@@ -207,15 +305,16 @@ def check_containers(
     engine: Engine,
     registry: RegistryClient,
     containers: Sequence[dict[str, Any]],
-    *,
-    no_pull: bool = False,
+    settings: Settings,
 ) -> list[Watched]:
     """Ask the registry about every watched container's tag; one HEAD per distinct reference.
 
-    Containers under NO_PULL (``no_pull``, or their label) are judged by the local tag instead.
+    Containers under NO_PULL (the setting, or their label) are judged by the local tag instead.
+    Every container that may be updated leaves with its image inspected (:func:`complete_images`).
     """
+    no_pull = settings.no_pull
     watched = []
-    images = inspect_images(engine, (str(c["Image"]) for c in containers))
+    images = read_images(engine, (str(c["Image"]) for c in containers))
     for container in containers:
         try:
             watched.append(classify_local(container, engine, images))
@@ -233,6 +332,7 @@ def check_containers(
     for item in watched:
         if item.verdict is Verdict.FRESH and item.reference and id(item) not in judged_locally:
             apply_answer(item, answers.get(item.reference))
+    complete_images(engine, watched, settings)
     return watched
 
 

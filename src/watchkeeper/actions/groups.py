@@ -122,7 +122,7 @@ def _move(ctx: UpdateContext, planned: Planned, targets: dict[str, Target]) -> M
             settings,
             container,
             new_image=target.new_image,
-            old_image=target.item.image,
+            old_image=target.item.inspected_image,
             revive=settings.revive_stopped,
             image_ref=target.item.pull_ref if target.item.new_tag else None,
         )

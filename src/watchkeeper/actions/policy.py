@@ -8,7 +8,9 @@ the setting, then the built-in default:
 - health timeout: ``watchkeeper.health-timeout``, else ``HEALTH_TIMEOUT``, else derived from the
   healthcheck (start period + interval * retries, a margin, capped: :mod:`containers.ready`);
 - rollback: ``watchkeeper.rollback``, else ``ROLLBACK``;
-- monitor-only and no-pull: the label, else the setting.
+- monitor-only and no-pull: the label, else the setting;
+- tag policy: ``watchkeeper.tag-policy``, else ``TAG_POLICY`` (the other update rules:
+  :func:`actions.versions.rules_for`).
 
 A label whose value cannot be read is logged and ignored (the setting applies), never fatal.
 """
@@ -20,11 +22,14 @@ from typing import Any
 import structlog
 
 from watchkeeper.containers.moves import Gate, Move, stop_timeout_for
-from watchkeeper.labels import container_name, read_bool_label, read_label
+from watchkeeper.labels import container_labels, container_name, read_bool_label, read_label
 from watchkeeper.settings import Settings
 from watchkeeper.settings.values import parse_duration
+from watchkeeper.versions import TagPolicy, parse_policy
 
 log = structlog.get_logger()
+
+POLICY_LABEL = "watchkeeper.tag-policy"
 
 
 def monitor_only(settings: Settings, container: dict[str, Any]) -> bool:
@@ -37,6 +42,19 @@ def no_pull(settings: Settings, container: dict[str, Any]) -> bool:
     """NO_PULL for this container (label wins)."""
     label = read_bool_label(container, "no-pull")
     return settings.no_pull if label is None else label
+
+
+def tag_policy(settings: Settings, container: dict[str, Any]) -> TagPolicy:
+    """TAG_POLICY for this container (label wins). Unlike the labels above, one that cannot
+    be read is not ignored: a wrong policy would move or hold the container's tag, so it raises
+    ValueError naming the label, which the update rules make the container's label error."""
+    labels = container_labels(container)
+    if POLICY_LABEL not in labels:  # Watchtower has no tag policies: no twin label
+        return settings.tag_policy
+    try:
+        return parse_policy(labels[POLICY_LABEL])
+    except ValueError as exc:
+        raise ValueError(f"label {POLICY_LABEL}: {exc}") from exc
 
 
 def rollback_enabled(settings: Settings, container: dict[str, Any]) -> bool:

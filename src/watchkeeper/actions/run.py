@@ -96,9 +96,7 @@ def check_engine(
             )
         )
     # NO_PULL judges by the local tag: the registry is not asked at all.
-    watched = check_containers(
-        engine, services.registry, selected, no_pull=services.settings.no_pull
-    )
+    watched = check_containers(engine, services.registry, selected, services.settings)
     apply_update_rules(watched, services.registry, services.settings, force=force)
     return watched, outcomes
 

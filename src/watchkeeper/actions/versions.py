@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import structlog
 
 from watchkeeper.actions.check import Verdict
-from watchkeeper.actions.policy import no_pull
+from watchkeeper.actions.policy import no_pull, tag_policy
 from watchkeeper.errors import RegistryAuthError, RegistryError
 from watchkeeper.labels import container_labels
 from watchkeeper.registry.digest import RegistryClient
@@ -54,7 +54,6 @@ from watchkeeper.versions import (
     choose_tag,
     compile_tag_regex,
     parse_created,
-    parse_policy,
     parse_version,
     parse_window,
     pick_mature,
@@ -62,7 +61,6 @@ from watchkeeper.versions import (
 
 log = structlog.get_logger()
 
-POLICY_LABEL = "watchkeeper.tag-policy"
 INCLUDE_LABEL = "watchkeeper.tag-include"
 EXCLUDE_LABEL = "watchkeeper.tag-exclude"
 MIN_AGE_LABEL = "watchkeeper.min-age"
@@ -124,9 +122,7 @@ class UpdateRules:
 def rules_for(settings: Settings, container: dict[str, Any]) -> UpdateRules:
     """The rules of ``container``. Raises ValueError naming the label that cannot be read."""
     labels = container_labels(container)
-    policy = settings.tag_policy
-    if POLICY_LABEL in labels:
-        policy = _from_label(POLICY_LABEL, parse_policy, labels[POLICY_LABEL])
+    policy = tag_policy(settings, container)
     filters = _from_label(
         "", settings_filters(settings.tag_include, settings.tag_exclude).with_labels,
         labels.get(INCLUDE_LABEL), labels.get(EXCLUDE_LABEL),

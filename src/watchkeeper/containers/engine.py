@@ -304,6 +304,12 @@ class Engine:
         with _translated(f"inspect container {id_or_name}"):
             return dict(self._api.inspect_container(id_or_name))
 
+    def list_images(self) -> list[dict[str, Any]]:
+        """The engine's image list as it answers (``GET /images/json``, one call): each image's
+        ID, tags and ``RepoDigests``; build intermediates are left out. Raises EngineError."""
+        with _translated("list images"):
+            return [dict(image) for image in self._api.images()]
+
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
         """The inspect dict of an image, None when it is not on this engine. Raises EngineError."""
         try:

@@ -19,6 +19,8 @@ from typing import Any
 
 # From this API version a containerd-store engine reports ``Identity`` whenever it knows one.
 _IDENTITY_API = (1, 53)
+# What ``docker info`` names the containerd image store by (``DriverStatus``, ``driver-type``).
+_SNAPSHOTTER = "io.containerd.snapshotter"
 
 
 def registry_digests(image: dict[str, Any]) -> list[str]:
@@ -55,6 +57,25 @@ def local_only_reason(image: dict[str, Any], api_version: tuple[int, ...]) -> st
     if not registry_digests(image):
         return "image has no registry digest"
     return None
+
+
+def classic_image_store(info: dict[str, Any]) -> bool:
+    """Whether an engine keeps its images in the classic store, from its ``docker info``.
+
+    There an image's entry in the engine's image list (``GET /images/json``) has the same
+    ``RepoDigests`` as its inspect, and they alone decide both halves above, so a check may
+    read one list instead of an inspect per image. The containerd store says so in
+    ``DriverStatus`` (``driver-type: io.containerd.snapshotter.v1``); its verdicts need the
+    inspect's ``Descriptor`` and ``Identity``, which the list does not carry.
+    """
+    status = info.get("DriverStatus") or []
+    return not any(
+        isinstance(pair, list | tuple)
+        and len(pair) == 2
+        and pair[0] == "driver-type"
+        and str(pair[1]).startswith(_SNAPSHOTTER)
+        for pair in status
+    )
 
 
 def _containerd_store(image: dict[str, Any]) -> bool:
