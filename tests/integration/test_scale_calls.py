@@ -96,12 +96,13 @@ def counted(tmp_path: Path) -> Iterator[tuple[Services, Calls]]:
     engine.close()
 
 
-def test_connect_asks_version_and_info_only_and_a_socket_reads_no_environment(
-    monkeypatch: pytest.MonkeyPatch,
+def test_connect_asks_info_only_and_a_socket_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch, docker_client: docker.DockerClient
 ) -> None:
-    """Connecting costs two requests: the API version's negotiation (``GET /version``, which
-    proves the engine answers: no ``/_ping`` besides) and ``docker info``. The engine's own
-    requests on a local socket skip requests' proxy and ``.netrc`` lookups."""
+    """Connecting costs one request: ``docker info`` without an API version, whose
+    ``Api-Version`` header negotiates the version ``GET /version`` would have (no ``/_ping``
+    besides). The engine's own requests on a local socket skip requests' proxy and ``.netrc``
+    lookups."""
     seen: list[str] = []
     send = docker.APIClient.send
 
@@ -112,7 +113,9 @@ def test_connect_asks_version_and_info_only_and_a_socket_reads_no_environment(
     monkeypatch.setattr(docker.APIClient, "send", counted)
     engine = Engine.connect(engine_url(), timeout=60)
     try:
-        assert seen == ["/version", "/info"]
+        assert seen == ["/info"]
+        assert engine.api_version == docker_client.version()["ApiVersion"]
+        assert engine.version == docker_client.version()["Version"]
         assert engine_url().startswith("unix://")
         assert engine.api_client.trust_env is False
     finally:

@@ -56,3 +56,60 @@ def test_pinned_client_below_docker_29_minimum_ignored_and_logged(recording: str
     assert event["requested"] == "1.41"
     assert event["using"] == answer["ApiVersion"]
     assert event["reason"] == f"the engine speaks API 1.44 to {answer['ApiVersion']}"
+
+
+class InfoAnswer:
+    """An unversioned ``GET /info`` answer: the recorded body, and the engine's headers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def json(self) -> dict[str, Any]:
+        return {"ServerVersion": "29.0.0", "ID": "engine-id"}
+
+
+class UnnegotiatedApi:
+    """docker-py's low-level client before the negotiation: what ``_negotiated_info`` uses."""
+
+    base_url = "http+docker://localhost"
+
+    def __init__(self, headers: dict[str, str], version_answer: dict[str, Any]) -> None:
+        self._version = "1.24"
+        self._headers = headers
+        self._version_answer = version_answer
+        self.asked: list[str] = []
+
+    @property
+    def api_version(self) -> str:
+        """docker-py's public view of ``_version``."""
+        return self._version
+
+    def _get(self, url: str) -> InfoAnswer:
+        self.asked.append(url.removeprefix(self.base_url))
+        return InfoAnswer(self._headers)
+
+    def _raise_for_status(self, response: InfoAnswer) -> None:
+        """A 200."""
+
+    def _retrieve_server_version(self) -> str:
+        self.asked.append("/version")
+        return str(self._version_answer["ApiVersion"])
+
+
+@pytest.mark.parametrize("recording", ["1.52", "1.54"])
+def test_negotiated_from_info_header_or_version_when_the_header_is_missing(recording: str) -> None:
+    """The connect's one ``/info`` sets the API version from its ``Api-Version`` header (a
+    Docker 29 engine's newest, as ``GET /version`` says); an answer without the header, or with
+    one that is no API version, falls back to ``GET /version``."""
+    answer = version_answer(recording)
+    api = UnnegotiatedApi({"Api-Version": answer["ApiVersion"]}, answer)
+    info = engine_module._negotiated_info(api)  # noqa: SLF001
+    assert (api.asked, api.api_version, info["ServerVersion"]) == (
+        ["/info"],
+        answer["ApiVersion"],
+        "29.0.0",
+    )
+    for headers in ({}, {"Api-Version": "latest"}):
+        api = UnnegotiatedApi(headers, answer)
+        engine_module._negotiated_info(api)  # noqa: SLF001
+        assert (api.asked, api.api_version) == (["/info", "/version"], answer["ApiVersion"])
