@@ -14,6 +14,7 @@ from watchkeeper.daemon import tls_files
 from watchkeeper.errors import ConfigError, RegistryError
 from watchkeeper.metrics import Metrics
 from watchkeeper.notify.render import render_report
+from watchkeeper.registry import digest as digest_module
 from watchkeeper.registry.auth import CredentialStore
 from watchkeeper.registry.digest import InsecurePolicy, RegistryClient
 from watchkeeper.registry.reference import Reference, parse_reference
@@ -101,6 +102,33 @@ def test_registry_shared_run_one_ask_per_image_across_engines() -> None:
     assert all(isinstance(answer[refs[1]], RegistryError) for answer in answers)
     client.fetch_digests(refs[:1])  # outside a run, the registry is asked again
     assert len(client.asked) == 3
+
+
+class NoPool:
+    """Stands for ThreadPoolExecutor where no thread may be started."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a pool of threads was started")
+
+
+def test_registry_shared_run_known_answers_taken_without_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A later engine of the run takes the answers an earlier one got, without asking again and
+    without a pool of threads; the one image nobody asked for yet is asked in its own thread."""
+    client = CountingClient()
+    client.release.set()
+    refs = [parse_reference("r.example/app:1"), parse_reference("r.example/broken:1")]
+    with client.shared_run():
+        first = client.fetch_digests(refs)
+        monkeypatch.setattr(digest_module, "ThreadPoolExecutor", NoPool)
+        later = client.fetch_digests(refs)
+        more = client.fetch_digests([*refs, parse_reference("r.example/new:1")])
+    assert sorted(client.asked) == sorted([*(ref.name for ref in refs), "r.example/new:1"])
+    assert later == first
+    assert more[refs[0]] == DIGEST
+    assert isinstance(more[refs[1]], RegistryError)
+    assert more[parse_reference("r.example/new:1")] == DIGEST
 
 
 def two_engine_report() -> Report:

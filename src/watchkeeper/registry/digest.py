@@ -217,13 +217,33 @@ class RegistryClient:
         if not groups:
             return results
         self._note_registries(registry for registry, _, _ in groups)
-        workers = min(self._concurrency, len(groups))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
-            futures = [(pool.submit(self._fetch_outcome, g[0]), g) for g in groups.values()]
-            for future, group in futures:
-                outcome = future.result()
-                results.update(dict.fromkeys(group, outcome))
+        for target, outcome in self._answered(groups).items():
+            results.update(dict.fromkeys(groups.pop(target), outcome))
+        if len(groups) == 1:
+            (group,) = groups.values()
+            results.update(dict.fromkeys(group, self._fetch_outcome(group[0])))
+        elif groups:
+            workers = min(self._concurrency, len(groups))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
+                futures = [(pool.submit(self._fetch_outcome, g[0]), g) for g in groups.values()]
+                for future, group in futures:
+                    results.update(dict.fromkeys(group, future.result()))
         return results
+
+    def _answered(
+        self, targets: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str | RegistryError]:
+        """The answers this run already has (inside :meth:`shared_run`) for ``targets``.
+
+        An engine whose images another engine asked for first takes them here, without a
+        thread per image: at 10 engines a run started a pool of ``concurrency`` threads per
+        engine, most of them only to wait for another engine's HEAD.
+        """
+        with self._lock:
+            answers = self._run_answers
+            if answers is None:
+                return {}
+            return {target: answers[target] for target in targets if target in answers}
 
     @contextmanager
     def shared_run(self) -> Iterator[None]:
